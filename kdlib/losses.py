@@ -1,0 +1,312 @@
+"""Distillation losses: temperature softmax, soft targets, the KD loss and the hint loss.
+
+Conventions (every function here follows them):
+
+* Models output **logits**. Every function takes logits and says so; none takes probabilities
+  except ``target_probs``, which is named for what it is.
+* Everything is computed in **float32**, whatever the dtype of the inputs (float16 or bfloat16
+  logits from a mixed-precision model are cast first), and from ``log_softmax``, never from
+  clipped probabilities.
+* ``alpha`` is the weight of the **soft** (distillation) term; the hard term gets ``1 - alpha``.
+  The soft term is multiplied by ``T**2`` unless ``t2_scaling=False``: its gradient scales as
+  ``1/T**2``, and the factor keeps the two terms' gradients comparable as T changes
+  (Hinton et al. 2015, section 2).
+
+The KD loss, for student logits ``s``, teacher logits ``t``, labels ``y`` and temperature ``T``::
+
+    kd = (1 - alpha) * CE(y, softmax(s))  +  alpha * T**2 * KL(softmax(t/T) || softmax(s/T))
+
+How the classic formulations map onto the parameters:
+
+* Hinton et al. (2015): ``kind="kl"`` (or ``"ce"``; same gradient), ``t2_scaling=True``,
+  any ``alpha``. The paper's MNIST runs use a "considerably lower weight" on the hard term,
+  e.g. ``alpha=0.9``.
+* Seed 000 (ensemble -> one CNN): ``alpha=0.5``, ``T=3``, but its hard term is computed at
+  temperature T (a bug: the hard term is always at T = 1 here) and it has no T**2 factor:
+  ``t2_scaling=False``.
+* Seed 001 (DenseNet): ``kind="kl"``, ``alpha=0.9``, ``T=10``, no T**2 factor
+  (``t2_scaling=False``); notebook 02 compares it with the factor on.
+* Seed 002 (Colab teacher/student): its ``alpha`` weighs the *hard* term, so its
+  ``alpha=0.5`` is ``alpha=0.5`` here too, and ``t2_scaling=False``.
+* Seed 004 Q2, "soft targets only": ``alpha=1.0``, ``kind="ce"``, ``t2_scaling=False``.
+* Seed 004 Q3, "hard + T**2 * soft" (weights 1 and 1, not a convex combination):
+  ``alpha=0.5``, ``kind="ce"``, ``t2_scaling=True``. This is the seed's loss times 0.5; with
+  Adam the factor is immaterial, with SGD it halves the learning rate.
+* Seed 004 Q4, "soft targets from the ground-truth labels": as Q3, but pass
+  ``target_probs=one_hot(y)`` instead of teacher logits (the ``Distiller`` does this with
+  ``soft_targets="labels"``). The soft term is then the cross-entropy of the one-hot labels
+  with the student's tempered softmax.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+SOFT_KINDS = ("kl", "ce")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def check_temperature(temperature: float) -> float:
+    """Return ``temperature`` as a float, or raise ValueError unless it is finite and > 0."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
+    return float(temperature)
+
+
+def check_alpha(alpha: float) -> float:
+    """Return ``alpha`` (weight of the soft term) as a float, or raise unless it is in [0, 1]."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    if not 0.0 <= alpha <= 1.0:  # also rejects NaN
+        raise ValueError(
+            f"alpha is the weight of the soft term and must be in [0, 1], got {alpha!r}"
+        )
+    return float(alpha)
+
+
+def _is_concrete(x) -> bool:
+    """True when ``x`` holds values now (eager), False inside a traced graph or jit."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly()
+    if backend == "jax":
+        import jax
+
+        return not isinstance(x, jax.core.Tracer)
+    return True
+
+
+def _assert(condition, message: str) -> None:
+    """Raise ``ValueError(message)`` when the boolean tensor ``condition`` is False.
+
+    Eager values are checked at once. In a traced TensorFlow graph the check becomes a
+    ``tf.debugging.Assert`` that fails at run time with the same message. Where no value
+    exists (JAX jit, TensorFlow XLA) the check cannot run; the losses then return NaN for
+    the bad samples, and ``kdlib.train.fit`` stops on a non-finite loss.
+    """
+    if _is_concrete(condition):
+        if not bool(ops.convert_to_numpy(condition)):
+            raise ValueError(message)
+    elif keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.debugging.Assert(condition, [message])
+
+
+def _logits(x, name: str):
+    """Cast logits to float32 and check they are finite."""
+    x = ops.cast(x, "float32")
+    _assert(ops.all(ops.isfinite(x)), f"{name} contain NaN or infinite values")
+    return x
+
+
+def _check_same_shape(student_logits, teacher_logits) -> None:
+    s, t = tuple(student_logits.shape), tuple(teacher_logits.shape)
+    compatible = len(s) == len(t) and all(a is None or b is None or a == b for a, b in zip(s, t))
+    if not compatible:
+        raise ValueError(
+            f"teacher and student logits must have the same shape, got teacher {t} "
+            f"and student {s}"
+        )
+
+
+# --------------------------------------------------------------------------- softmax
+
+
+def softmax_t(logits, temperature: float = 1.0):
+    """Softmax of ``logits / temperature`` over the last axis, in float32 (one row per sample)."""
+    temperature = check_temperature(temperature)
+    return ops.softmax(ops.cast(logits, "float32") / temperature, axis=-1)
+
+
+def log_softmax_t(logits, temperature: float = 1.0):
+    """Log-softmax of ``logits / temperature`` over the last axis, in float32."""
+    temperature = check_temperature(temperature)
+    return ops.log_softmax(ops.cast(logits, "float32") / temperature, axis=-1)
+
+
+def soft_targets(teacher_logits, temperature: float):
+    """The teacher's soft targets ``q = softmax(z / T)``: class probabilities, rows sum to 1."""
+    return softmax_t(teacher_logits, temperature)
+
+
+# --------------------------------------------------------------------------- loss terms
+
+
+def hard_loss(labels, student_logits):
+    """Mean cross-entropy of integer ``labels`` with ``softmax(student_logits)`` at T = 1.
+
+    Labels outside ``0..C-1`` raise ValueError (eager) or make the loss NaN (compiled).
+    """
+    logits = _logits(student_logits, "student logits")
+    num_classes = logits.shape[-1]
+    labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+    valid = ops.logical_and(labels >= 0, labels < num_classes)
+    _assert(ops.all(valid), f"labels out of range: every label must be in 0..{num_classes - 1}")
+    per_sample = -ops.sum(ops.one_hot(labels, num_classes) * ops.log_softmax(logits), axis=-1)
+    return ops.mean(ops.where(valid, per_sample, float("nan")))
+
+
+def soft_loss(
+    student_logits,
+    teacher_logits=None,
+    *,
+    temperature: float,
+    kind: str = "kl",
+    t2_scaling: bool = True,
+    target_probs=None,
+):
+    """Mean soft (distillation) term between the student's and the targets' tempered softmax.
+
+    Targets are either ``teacher_logits`` (soft targets ``softmax(t/T)``) or ``target_probs``,
+    class probabilities used as they are (for example one-hot labels, seed 004's Q4).
+
+    ``kind="kl"``: ``KL(q || p)``; ``kind="ce"``: ``-sum q log p`` (cross-entropy), where
+    ``p = softmax(s/T)``. The two differ by the targets' entropy, a constant, so their gradients
+    with respect to the student are equal: ``T * (p - q) / batch`` with T**2 scaling.
+    """
+    temperature = check_temperature(temperature)
+    if kind not in SOFT_KINDS:
+        raise ValueError(f"kind must be one of {SOFT_KINDS}, got {kind!r}")
+    if (teacher_logits is None) == (target_probs is None):
+        raise ValueError("pass exactly one of teacher_logits or target_probs")
+    student = _logits(student_logits, "student logits")
+    log_p = ops.log_softmax(student / temperature, axis=-1)
+    if teacher_logits is not None:
+        _check_same_shape(student, teacher_logits)
+        teacher = _logits(teacher_logits, "teacher logits")
+        log_q = ops.log_softmax(teacher / temperature, axis=-1)
+        q = ops.exp(log_q)
+    else:
+        q = ops.cast(target_probs, "float32")
+        _check_same_shape(student, q)
+        # 0 * log 0 = 0: clamp only inside the log, where q == 0 makes the term vanish anyway.
+        log_q = ops.log(ops.maximum(q, 1e-30))
+    if kind == "kl":
+        per_sample = ops.sum(q * (log_q - log_p), axis=-1)
+    else:
+        per_sample = -ops.sum(q * log_p, axis=-1)
+    scale = temperature**2 if t2_scaling else 1.0
+    return scale * ops.mean(per_sample)
+
+
+def kd_loss(
+    labels,
+    student_logits,
+    teacher_logits=None,
+    *,
+    temperature: float,
+    alpha: float,
+    kind: str = "kl",
+    t2_scaling: bool = True,
+    target_probs=None,
+):
+    """``(1 - alpha) * hard + alpha * soft`` (see the module docstring); returns a scalar."""
+    hard, soft = kd_terms(
+        labels,
+        student_logits,
+        teacher_logits,
+        temperature=temperature,
+        alpha=alpha,
+        kind=kind,
+        t2_scaling=t2_scaling,
+        target_probs=target_probs,
+    )
+    return (1.0 - alpha) * hard + alpha * soft
+
+
+def kd_terms(
+    labels,
+    student_logits,
+    teacher_logits=None,
+    *,
+    temperature: float,
+    alpha: float,
+    kind: str = "kl",
+    t2_scaling: bool = True,
+    target_probs=None,
+):
+    """The hard and soft terms of :func:`kd_loss`, unweighted, as ``(hard, soft)``.
+
+    A term whose weight is 0 is not computed and returned as 0.0 (``alpha=0`` needs no
+    teacher).
+    """
+    alpha = check_alpha(alpha)
+    check_temperature(temperature)
+    zero = ops.zeros((), "float32")
+    hard = hard_loss(labels, student_logits) if alpha < 1.0 else zero
+    soft = zero
+    if alpha > 0.0:
+        soft = soft_loss(
+            student_logits,
+            teacher_logits,
+            temperature=temperature,
+            kind=kind,
+            t2_scaling=t2_scaling,
+            target_probs=target_probs,
+        )
+    return hard, soft
+
+
+def hint_loss(guided, hint):
+    """FitNets' hint loss: mean squared difference between the regressed guided features and the
+    teacher's hint features, averaged over all elements (batch, positions and channels), in
+    float32. Romero et al. write ``1/2 ||u_h - r(v_g)||^2``; the constant only rescales the
+    learning rate."""
+    guided = ops.cast(guided, "float32")
+    hint = ops.cast(hint, "float32")
+    if tuple(guided.shape[1:]) != tuple(hint.shape[1:]):
+        raise ValueError(
+            f"the regressor output and the hint must have the same shape, got "
+            f"{tuple(guided.shape)} and {tuple(hint.shape)}"
+        )
+    return ops.mean(ops.square(guided - hint))
+
+
+# --------------------------------------------------------------------------- keras.distillation
+
+
+class SoftTargetDistillation(keras.distillation.DistillationLoss):
+    """kdlib's soft term as a ``keras.distillation.DistillationLoss``, for users of the built-in
+    ``keras.distillation.Distiller``.
+
+    Unlike the built-in ``LogitsDistillation``, it computes the KL divergence from
+    ``log_softmax`` (no probability clipping), supports a soft-target cross-entropy whose targets
+    are the teacher's tempered *probabilities* (the built-in feeds tempered logits to non-KL
+    losses), and makes the T**2 factor explicit. Note that the built-in ``Distiller`` weighs the
+    sum of distillation terms by ``1 - student_loss_weight``: kdlib's ``alpha`` is
+    ``1 - student_loss_weight`` there.
+    """
+
+    def __init__(self, temperature: float = 4.0, kind: str = "kl", t2_scaling: bool = True):
+        self.temperature = check_temperature(temperature)
+        if kind not in SOFT_KINDS:
+            raise ValueError(f"kind must be one of {SOFT_KINDS}, got {kind!r}")
+        self.kind = kind
+        self.t2_scaling = bool(t2_scaling)
+
+    def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
+        """Soft term between the teacher's and the student's logits (see :func:`soft_loss`)."""
+        return soft_loss(
+            student_outputs,
+            teacher_outputs,
+            temperature=self.temperature,
+            kind=self.kind,
+            t2_scaling=self.t2_scaling,
+        )
+
+    def get_config(self) -> dict:
+        return {"temperature": self.temperature, "kind": self.kind, "t2_scaling": self.t2_scaling}
+
+    @classmethod
+    def from_config(cls, config: dict) -> SoftTargetDistillation:
+        return cls(**config)

@@ -1,0 +1,253 @@
+"""The Distiller, teacher logits, ensembles, hint stage and chains on tiny problems."""
+
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from keras import layers, ops
+
+from kdlib import distill, losses, train
+from kdlib.data import to_dataset
+from tests.helpers import kd_reference, softmax
+
+rng = np.random.default_rng(7)
+
+
+def _net(name, hidden=16, classes=4, bn=False):
+    inputs = keras.Input((6,))
+    x = layers.Dense(hidden, activation="relu")(inputs)
+    if bn:
+        x = layers.Dropout(0.3)(layers.BatchNormalization()(x))
+    return keras.Model(inputs, layers.Dense(classes)(x), name=name)
+
+
+def _data(n=64, classes=4):
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    y = rng.integers(0, classes, n)
+    return x, y
+
+
+def _weights(model):
+    return [np.array(w) for w in model.get_weights()]
+
+
+def _np(x):
+    return np.asarray(ops.convert_to_numpy(x), dtype=np.float64)
+
+
+@pytest.mark.backend
+def test_teacher_weights_are_unchanged_by_fit():
+    keras.utils.set_random_seed(0)
+    teacher, student = _net("teacher", bn=True), _net("student")
+    x, y = _data()
+    before = _weights(teacher)
+    d = distill.Distiller(student, teacher, temperature=3.0, alpha=0.7)
+    d.compile(keras.optimizers.AdamW(1e-2, weight_decay=0.1))
+    student_before = _weights(student)
+    d.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    for a, b in zip(before, _weights(teacher)):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(student_before, _weights(student)))
+
+
+@pytest.mark.backend
+def test_distillation_moves_the_student_toward_the_teacher():
+    keras.utils.set_random_seed(1)
+    teacher, student = _net("teacher", hidden=32), _net("student", hidden=8)
+    x, y = _data(256)
+    d = distill.Distiller(student, teacher, temperature=2.0, alpha=1.0)
+    d.compile(keras.optimizers.Adam(1e-2))
+    history = d.fit(x, y, epochs=8, batch_size=32, verbose=0).history
+    assert history["soft_loss"][-1] < 0.5 * history["soft_loss"][0]
+    assert set(history) == {"loss", "hard_loss", "soft_loss", "accuracy"}
+
+
+@pytest.mark.backend
+def test_cached_logits_and_online_teacher_give_the_same_loss():
+    keras.utils.set_random_seed(2)
+    teacher, student = _net("teacher"), _net("student")
+    x, y = _data(32)
+    t = np.asarray(teacher.predict(x, verbose=0))
+    s = student(x)
+    online = distill.Distiller(student, teacher, temperature=4.0, alpha=0.6)
+    cached = distill.Distiller(student, None, temperature=4.0, alpha=0.6)
+    a = online.compute_loss(x, y, s, training=True)
+    b = cached.compute_loss(x, y, s, sample_weight=t, training=True)
+    np.testing.assert_allclose(_np(a), _np(b), rtol=1e-6)
+    np.testing.assert_allclose(_np(a), kd_reference(y, _np(s), t, 4.0, 0.6)[2], rtol=1e-4)
+
+
+@pytest.mark.backend
+def test_cached_logit_training_through_the_pipeline():
+    keras.utils.set_random_seed(3)
+    teacher, student = _net("teacher"), _net("student")
+    x, y = _data(64)
+    t = distill.predict_logits(teacher, x)
+    d = distill.Distiller(student, temperature=2.0, alpha=0.5)
+    d.compile("adam")
+    history = d.fit(to_dataset(x, y, 16, shuffle=True, teacher_logits=t), epochs=1, verbose=0).history
+    assert np.isfinite(history["soft_loss"][0]) and history["soft_loss"][0] > 0
+
+
+@pytest.mark.backend
+def test_ensemble_logits_are_the_mean_of_the_members():
+    keras.utils.set_random_seed(4)
+    members = [_net(f"m{i}") for i in range(3)]
+    x, _ = _data(20)
+    each = [np.asarray(m.predict(x, verbose=0)) for m in members]
+    np.testing.assert_allclose(distill.predict_logits(members, x), np.mean(each, axis=0), rtol=1e-5, atol=1e-6)
+    d = distill.Distiller(_net("student"), members)
+    np.testing.assert_allclose(_np(d.teacher_logits(x)), np.mean(each, axis=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.backend
+def test_mean_probs_rule_averages_the_soft_targets():
+    logits = [rng.normal(0, 3, (5, 7)).astype(np.float32) for _ in range(4)]
+    combined = _np(distill.combine_logits(logits, "mean_probs", temperature=2.5))
+    expected = np.mean([softmax(z / 2.5) for z in logits], axis=0)
+    np.testing.assert_allclose(softmax(combined / 2.5), expected, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="needs the temperature"):
+        distill.combine_logits(logits, "mean_probs")
+
+
+@pytest.mark.backend
+def test_evaluate_reports_the_student_alone():
+    keras.utils.set_random_seed(5)
+    teacher, student = _net("teacher"), _net("student")
+    x, y = _data(64)
+    d = distill.Distiller(student, teacher, temperature=3.0, alpha=0.9)
+    d.compile("adam")
+    history = d.fit(x, y, epochs=1, batch_size=16, validation_data=(x, y), verbose=0).history
+    assert "val_soft_loss" not in history and "val_accuracy" in history
+    logs = d.evaluate(x, y, batch_size=64, return_dict=True, verbose=0)
+    assert set(logs) == {"loss", "accuracy"}
+    logits = _np(student(x))
+    ce = -np.log(softmax(logits)[np.arange(len(y)), y]).mean()
+    np.testing.assert_allclose(logs["loss"], ce, rtol=1e-4)
+    np.testing.assert_allclose(logs["accuracy"], np.mean(logits.argmax(-1) == y), rtol=1e-6)
+
+
+@pytest.mark.backend
+def test_labels_as_soft_targets_need_no_teacher():
+    x, y = _data(16)
+    s = _net("student")(x)
+    d = distill.Distiller(_net("s2"), soft_targets="labels", temperature=5.0, alpha=0.5, kind="ce")
+    got = d.compute_loss(x, y, s, training=True)
+    onehot = np.eye(4)[y]
+    soft = -(onehot * np.log(softmax(_np(s) / 5.0))).sum(-1).mean() * 25.0
+    hard = -np.log(softmax(_np(s))[np.arange(16), y]).mean()
+    np.testing.assert_allclose(_np(got), 0.5 * hard + 0.5 * soft, rtol=1e-4)
+
+
+@pytest.mark.backend
+def test_bad_configurations_are_reported():
+    x, y = _data(8)
+    s = _net("student")(x)
+    with pytest.raises(ValueError, match="must carry cached teacher logits"):
+        distill.Distiller(_net("student")).compute_loss(x, y, s, training=True)
+    with pytest.raises(ValueError, match="same shape"):
+        distill.Distiller(_net("student"), _net("wide", classes=5)).compute_loss(x, y, s, training=True)
+    with pytest.raises(ValueError, match="pass no teacher"):
+        distill.Distiller(_net("a"), _net("b"), soft_targets="labels")
+    with pytest.raises(ValueError, match="alpha"):
+        distill.Distiller(_net("a"), _net("b"), alpha=2.0)
+    with pytest.raises(ValueError, match="temperature"):
+        distill.Distiller(_net("a"), _net("b"), temperature=0.0)
+    with pytest.raises(ValueError, match="takes no 'loss'"):
+        distill.Distiller(_net("a"), _net("b")).compile("adam", loss="mse")
+
+
+def test_labels_out_of_range_stop_training_with_a_clear_error():
+    x, y = _data(32)
+    y[3] = 9
+    d = distill.Distiller(_net("student"), _net("teacher"), temperature=2.0, alpha=0.5)
+    d.compile("adam")
+    with pytest.raises(Exception, match="labels out of range|became nan"):
+        train.fit(d, to_dataset(x, y, 8), to_dataset(x, y % 4, 8), epochs=1, verbose=False)
+
+
+def test_hint_stage_trains_the_guided_layers_toward_the_hint():
+    keras.utils.set_random_seed(6)
+
+    def conv_net(name, tap, filters):
+        inputs = keras.Input((8, 8, 1))
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=tap)(inputs)
+        x = layers.GlobalAveragePooling2D()(x)
+        return keras.Model(inputs, layers.Dense(4)(x), name=name)
+
+    teacher, student = conv_net("teacher", "hint", 6), conv_net("student", "guided", 3)
+    x = rng.uniform(size=(64, 8, 8, 1)).astype(np.float32)
+    y = rng.integers(0, 4, 64)
+    teacher_before = _weights(teacher)
+    stage = distill.HintTrainer(student, teacher)
+    stage.compile(keras.optimizers.Adam(1e-2))
+    loss = stage.fit(x, y, epochs=10, batch_size=16, verbose=0).history["loss"]
+    assert loss[-1] < 0.5 * loss[0]
+    for a, b in zip(teacher_before, _weights(teacher)):
+        np.testing.assert_array_equal(a, b)
+    # the student's own layer was trained in place
+    np.testing.assert_array_equal(stage.guided.get_layer("guided").get_weights()[0], student.get_layer("guided").get_weights()[0])
+
+
+def test_hint_regressor_rules():
+    assert distill.hint_regressor((None, 8, 8, 32), (None, 8, 8, 256)).kernel_size == (1, 1)
+    assert distill.hint_regressor((None, 10, 10, 32), (None, 8, 8, 256), "fitnet").kernel_size == (3, 3)
+    with pytest.raises(ValueError, match="same size"):
+        distill.hint_regressor((None, 10, 10, 32), (None, 8, 8, 256))
+
+
+def test_chain_distils_stage_by_stage_with_frozen_teachers():
+    keras.utils.set_random_seed(8)
+    models = [_net("t", hidden=32), _net("a", hidden=16), _net("s", hidden=4)]
+    x, y = _data(64)
+
+    def train_stage(distiller, i):
+        distiller.compile("adam")
+        h = distiller.fit(x, y, epochs=1, batch_size=16, verbose=0).history
+        return {"stage": i, "soft_loss": h["soft_loss"][-1]}
+
+    stages = distill.chain(models, train_stage, temperature=3.0, alpha=0.8)
+    assert [(s.teacher.name, s.student.name, s.record["stage"]) for s in stages] == [("t", "a", 0), ("a", "s", 1)]
+    assert not models[0].trainable and not models[1].trainable and models[2].trainable
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute needs TensorFlow")
+def test_distiller_under_mirrored_strategy_on_two_logical_cpus():
+    script = textwrap.dedent(
+        """
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import keras, numpy as np
+        from kdlib import device, distill
+        strategy = device.strategy(["/cpu:0", "/cpu:1"])
+        assert strategy.num_replicas_in_sync == 2
+        with strategy.scope():
+            def net(n):
+                i = keras.Input((6,))
+                return keras.Model(i, keras.layers.Dense(4)(keras.layers.Dense(n, activation="relu")(i)))
+            teacher, student = net(16), net(8)
+            d = distill.Distiller(student, teacher, temperature=2.0, alpha=1.0)
+            d.compile(keras.optimizers.Adam(1e-2))
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(128, 6)).astype("float32"); y = rng.integers(0, 4, 128)
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+        h = d.fit(ds, epochs=6, verbose=0).history["soft_loss"]
+        assert h[-1] < h[0], h
+        print("OK", h[0], h[-1])
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_losses_module_exposes_the_same_soft_term_to_keras_distillation():
+    d = keras.distillation.Distiller(
+        teacher=_net("t"), student=_net("s"), distillation_losses=losses.SoftTargetDistillation(temperature=3.0)
+    )
+    d.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data(32)
+    assert np.isfinite(d.fit(x, y, epochs=1, verbose=0).history["loss"][0])

@@ -1,0 +1,256 @@
+"""Model builders. Every model outputs **logits** (no softmax layer) and takes its input shape
+from the data, so the CIFAR-10 / SVHN architectures also build for 28x28x1 images.
+
+``width`` multiplies the number of channels/units of a builder: the ``cpu`` profile uses
+narrower versions of the papers' networks. Layers named ``"hint"`` (teacher) and ``"guided"``
+(student) are FitNets' taps (see ``kdlib.distill.HintTrainer``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+from keras import layers
+
+from kdlib import quant
+
+
+def _w(n: int, width: float) -> int:
+    return max(1, round(n * width))
+
+
+def _head(x, num_classes: int):
+    """The logits layer, in float32 under mixed precision (DESIGN.md conventions)."""
+    return layers.Dense(num_classes, dtype="float32", name="logits")(x)
+
+
+def mnist_cnn(
+    input_shape=(28, 28, 1),
+    num_classes: int = 10,
+    *,
+    dropout: float = 0.3,
+    initializer: str = "glorot_uniform",
+    width: float = 1.0,
+    name: str = "mnist_cnn",
+) -> keras.Model:
+    """Seed 000's CNN: three conv(3x3)-maxpool-dropout stages (32, 64, 128 filters), a dense
+    layer of 625 units with dropout, and the logits."""
+    x = inputs = keras.Input(input_shape)
+    for filters in (32, 64, 128):
+        x = layers.Conv2D(_w(filters, width), 3, padding="same", activation="relu", kernel_initializer=initializer)(x)
+        x = layers.MaxPooling2D(2, padding="same")(x)
+        x = layers.Dropout(dropout)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(_w(625, width), activation="relu", kernel_initializer=initializer)(x)
+    x = layers.Dropout(dropout)(x)
+    return keras.Model(inputs, _head(x, num_classes), name=name)
+
+
+def mlp(
+    input_shape=(28, 28, 1),
+    num_classes: int = 10,
+    *,
+    hidden: Sequence[int] = (1200, 1200),
+    dropout: float = 0.0,
+    input_dropout: float = 0.0,
+    name: str = "mlp",
+) -> keras.Model:
+    """A ReLU multilayer perceptron: Hinton et al.'s MNIST teacher (2x1200, dropout 0.5 on
+    hidden units, 0.2 on inputs) and student (2x800, no dropout)."""
+    x = inputs = keras.Input(input_shape)
+    x = layers.Flatten()(x)
+    if input_dropout:
+        x = layers.Dropout(input_dropout)(x)
+    for units in hidden:
+        x = layers.Dense(units, activation="relu")(x)
+        if dropout:
+            x = layers.Dropout(dropout)(x)
+    return keras.Model(inputs, _head(x, num_classes), name=name)
+
+
+def strided_cnn(
+    input_shape=(28, 28, 1),
+    num_classes: int = 10,
+    *,
+    filters: Sequence[int] = (256, 512),
+    name: str = "strided_cnn",
+) -> keras.Model:
+    """Seed 002's teacher: conv(3x3, stride 2) + LeakyReLU(0.2), max-pool (stride 1),
+    conv(3x3, stride 2), then the logits; about 1.4 M parameters at the seed's filters."""
+    x = inputs = keras.Input(input_shape)
+    x = layers.Conv2D(filters[0], 3, strides=2, padding="same")(x)
+    x = layers.LeakyReLU(0.2)(x)
+    x = layers.MaxPooling2D(2, strides=1, padding="same")(x)
+    x = layers.Conv2D(filters[1], 3, strides=2, padding="same")(x)
+    x = layers.Flatten()(x)
+    return keras.Model(inputs, _head(x, num_classes), name=name)
+
+
+# --------------------------------------------------------------------------- DenseNet-BC
+
+
+def _bn_relu_conv(x, filters: int, kernel: int):
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu6")(x)
+    return layers.Conv2D(filters, kernel, padding="same")(x)
+
+
+def densenet(
+    growth_rate: int,
+    blocks: Sequence[int] = (6, 12, 24, 16),
+    compression: float = 0.5,
+    bottleneck: bool = True,
+    input_shape=(112, 112, 1),
+    num_classes: int = 10,
+    *,
+    stem: str = "imagenet",
+    name: str = "densenet",
+) -> keras.Model:
+    """DenseNet-BC as seed 001 builds it (DenseNet-121 at the default ``blocks``).
+
+    Each dense layer is BN-ReLU6-conv(1x1, 4k) (the bottleneck) then BN-ReLU6-conv(3x3, k),
+    concatenated to its input; transitions are BN, conv(1x1) keeping ``compression`` of the
+    channels, and 2x2 average pooling. ``stem="imagenet"``: conv(7x7, 2k, stride 2) and a
+    3x3/2 max-pool (the seed, for 112x112 inputs); ``stem="small"``: one conv(3x3, 2k) for
+    28x28 or 32x32 inputs. Growth 32 gives the seed's teacher (~7.05 M parameters), growth 12
+    its student (~1.03 M).
+    """
+    if stem not in ("imagenet", "small"):
+        raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}")
+    x = inputs = keras.Input(input_shape)
+    if stem == "imagenet":
+        x = layers.Conv2D(2 * growth_rate, 7, strides=2, padding="same")(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    else:
+        x = layers.Conv2D(2 * growth_rate, 3, padding="same")(x)
+    for i, n_layers in enumerate(blocks):
+        for _ in range(n_layers):
+            y = _bn_relu_conv(x, 4 * growth_rate, 1) if bottleneck else x
+            y = _bn_relu_conv(y, growth_rate, 3)
+            x = layers.Concatenate()([y, x])
+        if i < len(blocks) - 1:
+            x = layers.BatchNormalization()(x)
+            x = layers.Conv2D(int(x.shape[-1] * compression), 1, padding="same")(x)
+            x = layers.AveragePooling2D(2, strides=2)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, _head(x, num_classes), name=name)
+
+
+# --------------------------------------------------------------------------- FitNets (seed 003)
+
+
+def vgg_teacher(input_shape=(32, 32, 3), num_classes: int = 10, *, width: float = 1.0, name: str = "vgg_teacher") -> keras.Model:
+    """Seed 003's VGG-style teacher: conv 64-64, pool, 128-128, pool, 256x3 (the last one is the
+    ``"hint"`` layer, 8x8 on CIFAR), pool, dropout 0.4, 512x4, pool, dropout 0.4, dense
+    1024-256-64, dropout 0.3, logits."""
+
+    def conv(x, n, **kw):
+        return layers.Conv2D(_w(n, width), 3, padding="same", activation="relu", **kw)(x)
+
+    x = inputs = keras.Input(input_shape)
+    x = conv(conv(x, 64, kernel_initializer="he_normal"), 64)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.MaxPooling2D(2)(conv(conv(x, 128), 128))
+    x = conv(conv(conv(x, 256), 256), 256, name="hint")
+    x = layers.Dropout(0.4)(layers.MaxPooling2D(2)(x))
+    for _ in range(4):
+        x = conv(x, 512)
+    x = layers.Dropout(0.4)(layers.MaxPooling2D(2, padding="same")(x))
+    x = layers.Flatten()(x)
+    for units in (1024, 256, 64):
+        x = layers.Dense(_w(units, width), activation="relu")(x)
+    x = layers.Dropout(0.3)(x)
+    return keras.Model(inputs, _head(x, num_classes), name=name)
+
+
+def fitnet_student(input_shape=(32, 32, 3), num_classes: int = 10, *, width: float = 1.0, name: str = "fitnet_student") -> keras.Model:
+    """Seed 003's small student: conv 16, pool, conv 32, pool (the ``"guided"`` layer, 8x8 on
+    CIFAR), dense 128 with dropout 0.3, logits."""
+    x = inputs = keras.Input(input_shape)
+    x = layers.Conv2D(_w(16, width), 3, padding="same", activation="relu", kernel_initializer="he_normal")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(_w(32, width), 3, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D(2, name="guided")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.3)(layers.Dense(_w(128, width), activation="relu")(x))
+    return keras.Model(inputs, _head(x, num_classes), name=name)
+
+
+# --------------------------------------------------------------------------- TAKD plain CNNs
+
+PLAIN_CNNS = {
+    # depth: (conv stages, each a list of filters followed by a 2x2 max-pool), hidden dense units
+    2: ([[16], [16]], []),
+    4: ([[16, 16], [32, 32]], []),
+    6: ([[16, 16], [32, 32], [64, 64]], []),
+    8: ([[16, 16], [32, 32], [64, 64], [128, 128]], [64]),
+    10: ([[32, 32], [64, 64], [128, 128], [256, 256, 256, 256]], [128]),
+}
+
+
+def plain_cnn(depth: int, input_shape=(32, 32, 3), num_classes: int = 10, *, width: float = 1.0, name: str | None = None) -> keras.Model:
+    """Mirzadeh et al.'s (TAKD) plain CNNs of depth 2, 4, 6, 8 or 10: 3x3 convolutions (pad 1)
+    each followed by BatchNorm and ReLU, a 2x2 max-pool after each stage, then the dense
+    layers and the logits."""
+    if depth not in PLAIN_CNNS:
+        raise ValueError(f"depth must be one of {sorted(PLAIN_CNNS)}, got {depth!r}")
+    stages, hidden = PLAIN_CNNS[depth]
+    x = inputs = keras.Input(input_shape)
+    for stage in stages:
+        for filters in stage:
+            x = layers.Conv2D(_w(filters, width), 3, padding="same", use_bias=False)(x)
+            x = layers.ReLU()(layers.BatchNormalization()(x))
+        x = layers.MaxPooling2D(2, padding="same")(x)
+    x = layers.Flatten()(x)
+    for units in hidden:
+        x = layers.Dense(_w(units, width), activation="relu")(x)
+    return keras.Model(inputs, _head(x, num_classes), name=name or f"plane{depth}")
+
+
+# --------------------------------------------------------------------------- SVHN (seed 004)
+
+
+def svhn_cnn(
+    input_shape=(32, 32, 3),
+    num_classes: int = 10,
+    *,
+    width: float = 1.0,
+    weight_bits: int | None = None,
+    activation_bits: int | None = None,
+    name: str | None = None,
+) -> keras.Model:
+    """A VGG-style SVHN classifier: conv(3x3)-BN-ReLU stages of 32, 64 and 128 filters (two
+    convolutions each, then a 2x2 max-pool), a dense layer of 256 and the logits.
+
+    With ``weight_bits`` its convolutions and hidden dense layer are ``kdlib.quant`` layers
+    with k-bit weights (and ``activation_bits``-bit activations): the quantized student. The
+    first convolution and the logits layer stay float32, as is usual for quantized networks.
+    """
+    quantized = weight_bits is not None
+
+    def conv(x, filters, first=False):
+        if quantized and not first:
+            x = quant.QuantConv2D(_w(filters, width), 3, padding="same", use_bias=False, weight_bits=weight_bits)(x)
+        else:
+            x = layers.Conv2D(_w(filters, width), 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        if quantized and activation_bits:
+            return quant.QuantReLU(activation_bits)(x)
+        return layers.ReLU()(x)
+
+    x = inputs = keras.Input(input_shape)
+    first = True
+    for filters in (32, 64, 128):
+        x = conv(conv(x, filters, first=first), filters)
+        first = False
+        x = layers.MaxPooling2D(2, padding="same")(x)
+    x = layers.Flatten()(x)
+    if quantized:
+        x = quant.QuantDense(_w(256, width), weight_bits=weight_bits)(x)
+        x = quant.QuantReLU(activation_bits)(x) if activation_bits else layers.ReLU()(x)
+    else:
+        x = layers.Dense(_w(256, width), activation="relu")(x)
+    x = layers.Dropout(0.3)(x)
+    default = f"svhn_q{weight_bits}" if quantized else "svhn_cnn"
+    return keras.Model(inputs, _head(x, num_classes), name=name or default)

@@ -1,0 +1,61 @@
+"""kdlib.device and kdlib.plots."""
+
+import keras
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from kdlib import device, plots
+
+
+@pytest.mark.backend
+def test_setup_seeds_sets_the_policy_and_prints_one_line(capsys):
+    try:
+        info = device.setup(seed=3, mixed_precision="bfloat16")
+        assert keras.config.dtype_policy().name == "mixed_bfloat16" and info["policy"] == "mixed_bfloat16"
+        a = keras.random.uniform((3,), seed=None)
+        device.setup(seed=3, mixed_precision="off")
+        b = keras.random.uniform((3,), seed=None)
+        assert keras.config.dtype_policy().name == "float32"
+    finally:
+        keras.config.set_dtype_policy("float32")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and f"backend {keras.backend.backend()}" in lines[0] and "seed 3" in lines[0]
+    np.testing.assert_allclose(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32))
+    assert info["backend"] == keras.backend.backend() and info["devices"]
+
+
+def test_auto_precision_is_float16_on_a_gpu_only():
+    assert device.policy_name("auto", has_gpu=True) == "mixed_float16"
+    assert device.policy_name("auto", has_gpu=False) == "float32"
+    assert device.policy_name("float16", has_gpu=False) == "mixed_float16"
+    with pytest.raises(ValueError, match="mixed_precision must be one of"):
+        device.policy_name("fp8", has_gpu=True)
+
+
+def test_strategy_is_the_default_one_on_a_single_device():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.distribute needs TensorFlow")
+    import tensorflow as tf
+
+    assert device.strategy() is tf.distribute.get_strategy()
+
+
+def test_soft_target_plot_has_one_bar_group_per_temperature():
+    fig = plots.soft_targets([5.0, 2.0, -1.0, 0.5], [1, 4, 20], class_names=list("abcd"))
+    ax = fig.axes[0]
+    assert isinstance(fig, Figure) and len(ax.containers) == 3
+    heights = [[bar.get_height() for bar in c] for c in ax.containers]
+    np.testing.assert_allclose([sum(h) for h in heights], 1.0, rtol=1e-6)
+    assert max(heights[0]) > max(heights[1]) > max(heights[2])  # higher T, softer
+
+
+def test_curves_and_sweep_plots():
+    fig = plots.curves({"a": {"val_accuracy": [0.1, 0.5]}, "b": {"val_accuracy": [0.2, 0.4, 0.6]}})
+    assert [len(line.get_xdata()) for line in fig.axes[0].lines] == [2, 3]
+    fig = plots.sweep({"KD": {2: [0.8, 0.82], 4: [0.85, 0.87]}}, "T", baselines={"alone": [0.7, 0.72]})
+    ax = fig.axes[0]
+    assert len(ax.containers) == 1 and ax.get_xlabel() == "T"
+    np.testing.assert_allclose(np.asarray(ax.containers[0].lines[0].get_ydata(), dtype=float), [0.81, 0.86])
+    fig = plots.accuracy_vs_size({"teacher": (3.3, [0.9, 0.91]), "q2": (0.2, [0.8])})
+    assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].texts) == 2

@@ -1,0 +1,151 @@
+"""kdlib.quant (fake quantization, sizes) and kdlib.models (shapes, parameter counts)."""
+
+import keras
+import numpy as np
+import pytest
+
+from kdlib import models, quant
+from tests.helpers import grad
+
+rng = np.random.default_rng(3)
+
+
+def _quant_model(bits, act_bits=None, per_channel=True):
+    i = keras.Input((8, 8, 2))
+    x = quant.QuantConv2D(5, 3, weight_bits=bits, per_channel=per_channel, name="qconv")(i)
+    x = quant.QuantReLU(act_bits, name="qrelu")(x) if act_bits else keras.layers.ReLU()(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(i, quant.QuantDense(3, weight_bits=bits, per_channel=per_channel, name="qdense")(x))
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_trained_k_bit_weights_take_at_most_2_to_the_k_values_per_channel(bits, per_channel):
+    keras.utils.set_random_seed(bits)
+    model = _quant_model(bits, per_channel=per_channel)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = rng.normal(size=(64, 8, 8, 2)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    before = model.get_layer("qdense").effective_kernel()
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    for name in ("qconv", "qdense"):
+        k = model.get_layer(name).effective_kernel()
+        per = k.reshape(-1, k.shape[-1])
+        for c in range(per.shape[1]):
+            assert len(np.unique(per[:, c])) <= 2**bits
+        if not per_channel:
+            assert len(np.unique(per)) <= 2**bits
+    assert not np.array_equal(before, model.get_layer("qdense").effective_kernel())  # it trained
+
+
+@pytest.mark.backend
+def test_quantized_values_are_symmetric_uniform_levels():
+    w = rng.normal(size=(50, 4)).astype(np.float32)
+    q = np.asarray(keras.ops.convert_to_numpy(quant.quantize_weights(w, 3)))
+    scale = np.abs(w).max(0) / 3
+    np.testing.assert_allclose(q, np.clip(np.round(w / scale), -3, 3) * scale, rtol=1e-5, atol=1e-7)
+    q1 = np.asarray(keras.ops.convert_to_numpy(quant.quantize_weights(w, 1)))
+    np.testing.assert_allclose(q1, np.where(w >= 0, 1, -1) * np.abs(w).mean(0), rtol=1e-5)
+
+
+@pytest.mark.backend
+def test_straight_through_estimator_passes_the_gradient():
+    w = rng.normal(size=(6, 3)).astype(np.float32)
+    g = grad(lambda v: keras.ops.sum(quant.quantize_weights(v, 2) * np.arange(18.0, dtype=np.float32).reshape(6, 3)), w)
+    np.testing.assert_allclose(g, np.arange(18.0).reshape(6, 3), rtol=1e-6)
+
+
+@pytest.mark.backend
+def test_quantized_activations_have_2_to_the_k_levels_and_a_learned_clip():
+    layer = quant.QuantReLU(2, clip=3.0)
+    x = np.linspace(-2, 5, 200, dtype=np.float32).reshape(1, 200)
+    y = np.asarray(keras.ops.convert_to_numpy(layer(x)))
+    np.testing.assert_allclose(np.unique(y), [0, 1, 2, 3], atol=1e-6)
+    weights = [layer.clip]
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            out = keras.ops.sum(layer(x))
+        assert tape.gradient(out, weights)[0].numpy() > 0  # inputs above the clip pull it up
+
+
+def test_size_arithmetic():
+    i = keras.Input((20,))
+    x = quant.QuantDense(10, weight_bits=4)(i)  # 200 weights at 4 bits, 10 scales, 10 biases
+    x = keras.layers.BatchNormalization()(x)  # 4 x 10 float32
+    out = keras.layers.Dense(2)(x)  # 22 float32
+    model = keras.Model(i, out)
+    size = quant.model_size_bytes(model)
+    assert size.bytes == 100 + 40 + 40 + 160 + 88
+    assert size.float32_bytes == 4 * (210 + 40 + 22)
+    q = quant.QuantConv2D(8, 3, weight_bits=3, per_channel=False, use_bias=False)
+    q.build((None, 5, 5, 3))
+    assert q.storage_bytes() == int(np.ceil(3 * 3 * 3 * 8 * 3 / 8)) + 4
+
+
+@pytest.mark.parametrize("bits", [0, 17, -1, 4.0, 2.5, "4", True, None])
+def test_bad_bit_widths_are_rejected(bits):
+    with pytest.raises(ValueError, match="weight_bits must be"):
+        quant.QuantDense(4, weight_bits=bits)
+    with pytest.raises(ValueError, match="bits must be"):
+        quant.quantize_weights(np.ones((2, 2), np.float32), bits)
+
+
+def test_quantized_model_round_trips_through_a_safe_keras_file(tmp_path):
+    model = _quant_model(2, act_bits=3)
+    x = rng.normal(size=(4, 8, 8, 2)).astype(np.float32)
+    path = tmp_path / "q.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    assert loaded.get_layer("qdense").weight_bits == 2 and loaded.get_layer("qrelu").bits == 3
+
+
+def test_densenet_parameter_counts_match_seed_001():
+    assert round(models.densenet(32).count_params() / 1e6, 2) == 7.05
+    assert round(models.densenet(12).count_params() / 1e6, 2) == 1.03
+
+
+@pytest.mark.parametrize(
+    "build,shape",
+    [
+        (lambda s: models.mnist_cnn(s), (28, 28, 1)),
+        (lambda s: models.mlp(s, hidden=(20,)), (28, 28, 1)),
+        (lambda s: models.strided_cnn(s, filters=(8, 16)), (28, 28, 1)),
+        (lambda s: models.densenet(4, blocks=(2, 2), input_shape=s, stem="small"), (28, 28, 1)),
+        (lambda s: models.vgg_teacher(s, width=0.125), (32, 32, 3)),
+        (lambda s: models.vgg_teacher(s, width=0.125), (28, 28, 1)),
+        (lambda s: models.fitnet_student(s), (28, 28, 1)),
+        (lambda s: models.plain_cnn(10, s, width=0.25), (32, 32, 3)),
+        (lambda s: models.plain_cnn(2, s), (28, 28, 1)),
+        (lambda s: models.svhn_cnn(s, weight_bits=2, activation_bits=2, width=0.25), (28, 28, 1)),
+    ],
+)
+def test_builders_output_float32_logits_for_their_input_shape(build, shape):
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = build(shape)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    out = model(np.zeros((2, *shape), np.float32))
+    assert tuple(out.shape) == (2, 10)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    assert not isinstance(model.layers[-1], keras.layers.Softmax)
+    assert model.layers[-1].activation in (None, keras.activations.linear)
+
+
+def test_fitnet_taps_line_up():
+    teacher, student = models.vgg_teacher(width=0.25), models.fitnet_student()
+    assert teacher.get_layer("hint").output.shape[1:3] == (8, 8)
+    assert student.get_layer("guided").output.shape[1:3] == (8, 8)
+
+
+def test_plain_cnn_depths_and_widths():
+    counts = [models.plain_cnn(d).count_params() for d in (2, 4, 6, 8, 10)]
+    assert counts == sorted(counts)
+    n_convs = [sum(isinstance(layer, keras.layers.Conv2D) for layer in models.plain_cnn(d).layers) for d in (2, 4, 6, 8, 10)]
+    assert n_convs == [2, 4, 6, 8, 10]
+    with pytest.raises(ValueError, match="depth must be one of"):
+        models.plain_cnn(3)

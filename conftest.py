@@ -14,4 +14,3 @@ def pytest_configure(config):
     os.environ.setdefault("KDLIB_PROFILE", "smoke")
     os.environ["KDLIB_RESULTS_DIR"] = os.path.join(scratch, "results")
     os.environ["KDLIB_CACHE_DIR"] = os.path.join(scratch, "cache")
-    os.environ.setdefault("MPLBACKEND", "Agg")

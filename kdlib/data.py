@@ -35,6 +35,7 @@ import socket
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -478,10 +479,11 @@ def load(
             raise ValueError(f"unknown dataset {n!r}; choose one of {NAMES}")
     try:
         return _load(name, data_dir, download)
-    except DatasetNotFoundError as e:
+    except DatasetNotFoundError:
         if standin is None:
             raise
-        reason = str(e).splitlines()[0]
+        places = ", ".join(str(p) for _, p in search_path(name, data_dir) if p is not None)
+        reason = f"not in {places}, and {'not downloadable here' if download else 'download=False'}"
         data = _load(standin, data_dir, download)
         banner = "=" * 78
         print(
@@ -525,6 +527,36 @@ def split_validation(x: np.ndarray, y: np.ndarray, n: int, seed: int = 0):
     keep[val] = False
     train = rng.permutation(np.flatnonzero(keep))
     return (x[train], y[train]), (x[val], y[val])
+
+
+class Splits(NamedTuple):
+    """``train``, ``val`` and ``test`` as ``(x, y)`` pairs, and the dataset they came from."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    dataset: Dataset
+
+    def fingerprint(self) -> str:
+        """Which training data a model saw (for ``kdlib.cache``)."""
+        from kdlib.cache import fingerprint
+
+        return fingerprint(*self.train)
+
+    def describe(self) -> str:
+        return f"train {len(self.train[1])} · validation {len(self.val[1])} · test {len(self.test[1])}"
+
+
+def splits(dataset: Dataset, n_val: int, n_train: int | None = None, seed: int = 0) -> Splits:
+    """The course's standard splits of a loaded dataset: a stratified validation set of
+    ``n_val`` images taken out of the training set (for model selection), then a stratified
+    subset of ``n_train`` of the remaining training images (all of them if None); the test set
+    untouched. The same arguments always give the same splits."""
+    (x, y), test = dataset
+    train, val = split_validation(x, y, n_val, seed=seed)
+    if n_train is not None and n_train < len(train[1]):
+        train = subset(*train, n_train, seed=seed)
+    return Splits(train, val, test, dataset)
 
 
 # --------------------------------------------------------------------------- tf.data pipelines

@@ -272,6 +272,34 @@ def hint_loss(guided, hint):
     return ops.mean(ops.square(guided - hint))
 
 
+def logit_gradient(loss_fn, logits):
+    """``d loss_fn(logits) / d logits`` by automatic differentiation on the current backend, as
+    a float32 NumPy array: to look at what a loss asks of the student's logits."""
+    import numpy as np
+
+    x = np.asarray(logits, dtype=np.float32)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        v = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(v)
+            out = loss_fn(v)
+        return tape.gradient(out, v).numpy()
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.grad(loss_fn)(x))
+    if backend == "torch":
+        import torch
+
+        v = torch.tensor(x, requires_grad=True)
+        loss_fn(v).backward()
+        return v.grad.numpy()
+    raise NotImplementedError(f"no gradient for backend {backend!r}")
+
+
 # --------------------------------------------------------------------------- keras.distillation
 
 

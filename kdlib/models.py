@@ -112,8 +112,8 @@ def densenet(
     Each dense layer is BN-ReLU6-conv(1x1, 4k) (the bottleneck) then BN-ReLU6-conv(3x3, k),
     concatenated to its input; transitions are BN, conv(1x1) keeping ``compression`` of the
     channels, and 2x2 average pooling. ``stem="imagenet"``: conv(7x7, 2k, stride 2) and a
-    3x3/2 max-pool (the seed, for 112x112 inputs); ``stem="small"``: one conv(3x3, 2k) for
-    28x28 or 32x32 inputs. Growth 32 gives the seed's teacher (~7.05 M parameters), growth 12
+    3x3/2 max-pool (the seed, for 112x112 inputs); ``stem="small"``: conv(3x3, 2k) and a 2x2
+    max-pool, for 28x28 or 32x32 inputs. Growth 32 gives the seed's teacher (~7.05 M parameters), growth 12
     its student (~1.03 M).
     """
     if stem not in ("imagenet", "small"):
@@ -124,6 +124,7 @@ def densenet(
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
     else:
         x = layers.Conv2D(2 * growth_rate, 3, padding="same")(x)
+        x = layers.MaxPooling2D(2)(x)
     for i, n_layers in enumerate(blocks):
         for _ in range(n_layers):
             y = _bn_relu_conv(x, 4 * growth_rate, 1) if bottleneck else x

@@ -1,19 +1,29 @@
-"""Matplotlib figures the notebooks and slides share. Each function returns a ``Figure``
-(shown once by Jupyter, saved with ``fig.savefig``); none touches pyplot's global state."""
+"""Matplotlib figures the notebooks and slides share. Each function returns a ``Figure``:
+Jupyter shows it once (as a cell's value), ``fig.savefig`` writes it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A new figure that pyplot does not keep open: Jupyter displays it only when a cell returns
+    it (creating it through pyplot is what lets Jupyter's inline backend display figures)."""
+    fig = plt.figure(figsize=(width, height), layout="constrained")
+    plt.close(fig)
+    return fig
 
 
 def soft_targets(logits: Sequence[float], temperatures: Sequence[float], class_names=None) -> Figure:
     """Bars of ``softmax(logits / T)`` for each temperature: how T softens the targets."""
     z = np.asarray(logits, dtype=np.float64)
     names = list(class_names) if class_names is not None else [str(i) for i in range(len(z))]
-    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    fig = _figure(8, 3.2)
     ax = fig.subplots()
     width = 0.8 / len(temperatures)
     for i, t in enumerate(temperatures):
@@ -29,7 +39,7 @@ def soft_targets(logits: Sequence[float], temperatures: Sequence[float], class_n
 def curves(histories: Mapping[str, Mapping[str, Sequence[float]]], metric: str = "val_accuracy") -> Figure:
     """``metric`` per epoch for several runs (``histories`` maps a label to a Keras-style
     history dict), one line each."""
-    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    fig = _figure(6, 3.5)
     ax = fig.subplots()
     for label, history in histories.items():
         values = history[metric]
@@ -53,7 +63,7 @@ def sweep(
     ``results`` maps a line's label to ``{x: [value per seed, ...]}``; ``baselines`` maps a
     label to per-seed values drawn as a horizontal band (mean +- std), e.g. the student alone.
     """
-    fig = Figure(figsize=(6.5, 3.8), layout="constrained")
+    fig = _figure(6.5, 3.8)
     ax = fig.subplots()
     for label, points in results.items():
         xs = sorted(points)
@@ -73,13 +83,24 @@ def sweep(
     return fig
 
 
-def accuracy_vs_size(points: Mapping[str, tuple[float, Sequence[float]]], xlabel: str = "model size (MB)") -> Figure:
-    """Each model as a point (size, mean accuracy) with a std error bar and its label."""
-    fig = Figure(figsize=(6, 3.8), layout="constrained")
+def accuracy_vs_size(
+    points: Mapping[str, tuple[float, Sequence[float]]],
+    xlabel: str = "model size (MB)",
+    baselines: Mapping[str, Sequence[float]] | None = None,
+) -> Figure:
+    """Each model as a point (size, mean accuracy) with a std error bar and its label;
+    ``baselines`` as in :func:`sweep` (horizontal mean +- std bands)."""
+    fig = _figure(6, 3.8)
     ax = fig.subplots()
     for label, (size, values) in points.items():
         ax.errorbar([size], [np.mean(values)], yerr=[np.std(values)], marker="o", capsize=3)
         ax.annotate(label, (size, np.mean(values)), textcoords="offset points", xytext=(5, 5), fontsize="small")
+    for label, values in (baselines or {}).items():
+        m, s = np.mean(values), np.std(values)
+        ax.axhline(m, linestyle="--", linewidth=1, color="gray", label=label)
+        ax.axhspan(m - s, m + s, color="gray", alpha=0.15)
+    if baselines:
+        ax.legend(fontsize="small")
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy")

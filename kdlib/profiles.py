@@ -26,8 +26,122 @@ class P(NamedTuple):
     full: object
 
 
+ABOUT = {
+    "smoke": "smoke profile: tiny subsets and a single epoch, to check that the notebook runs; "
+    "its numbers mean nothing",
+    "cpu": "cpu profile: reduced data, widths and epochs, sized for about 15 minutes on 2 CPU cores",
+    "full": "full profile: the paper's / original notebook's scale, meant for a GPU",
+}
+
 # One entry per notebook. A plain value is shared by all profiles; P(...) differs by profile.
-NOTEBOOKS: dict[str, dict] = {}
+NOTEBOOKS: dict[str, dict] = {
+    "00_soft_targets_temperature": {
+        "seed": 0,
+        "temperature": 4.0,
+        "alpha": 0.9,
+        "epochs": P(1, 15, 20),
+        "batch_size": 64,
+        "lr": 1e-3,
+        "n_val": P(500, 5000, 5000),
+        "n_teacher": P(2000, 55000, 55000),  # training images of the teacher
+        "n_transfer": P(1000, 10000, 55000),  # training images of the student
+        "teacher_width": P(0.25, 0.5, 1.0),
+        "teacher_epochs": P(1, 3, 10),
+        "student_hidden": P((32,), (128,), (128,)),
+        "seeds": P(1, 3, 5),
+    },
+    "01_ensemble_distillation_mnist": {
+        "seed": 0,
+        "n_val": P(500, 5000, 5000),
+        "batch_size": 128,
+        "seeds": P(1, 3, 5),
+        # part 1: seed 000's ensemble of CNNs, distilled into one CNN
+        "cnn_n_train": P(2000, 30000, 55000),
+        "cnn_width": P(0.25, 0.5, 1.0),
+        "epochs": P(1, 4, 20),
+        "student_dropout": P(0.0, 0.0, 0.3),
+        "temperature": 3.0,
+        "alpha": 0.5,
+        # part 2: Hinton et al. section 3, 2x1200 teacher -> 2x800 student
+        "n_train": P(2000, 55000, 55000),
+        "hinton_temperature": 20.0,
+        "hinton_alpha": 0.5,
+        "hinton_lr": 1e-3,
+        "hinton_teacher_epochs": P(1, 12, 60),
+        "hinton_student_epochs": P(1, 6, 30),
+    },
+    "02_densenet_teacher_student_mnist": {
+        "seed": 0,
+        "temperature": 10.0,
+        "alpha": 0.9,
+        "epochs": P(1, 6, 10),
+        "teacher_epochs": P(1, 6, 10),
+        "batch_size": P(64, 64, 256),
+        "lr": 1e-3,
+        "n_val": P(500, 5000, 10000),
+        "n_train": P(1000, 10000, 50000),
+        "image_size": P(28, 28, 112),
+        "stem": P("small", "small", "imagenet"),
+        "blocks": P((1, 1), (3, 3, 3), (6, 12, 24, 16)),
+        "teacher_growth": P(4, 12, 32),
+        "student_growth": P(2, 4, 12),
+        "mixed_precision": "auto",
+        "tensorboard": None,  # a folder for TensorBoard logs, or None
+        "seeds": P(1, 3, 1),
+    },
+    "03_fitnet_hints_cifar10": {
+        "seed": 0,
+        "dataset": "cifar10",
+        "temperature": 4.0,
+        "alpha": 0.9,
+        "temperatures": P((2.0, 8.0), (2.0, 4.0, 8.0, 14.0), (2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0)),
+        "alphas": P((0.9,), (0.5, 0.9), (0.3, 0.5, 0.7, 0.9)),
+        "augment": "flip_crop",
+        "epochs": P(1, 8, 30),
+        "hint_epochs": P(1, 3, 10),
+        "batch_size": P(64, 64, 128),
+        "lr": 1e-3,
+        "n_val": P(500, 5000, 5000),
+        "n_train": P(1000, 20000, 45000),
+        "teacher_width": P(0.125, 0.25, 1.0),
+        "teacher_epochs": P(1, 8, 40),
+        "teacher_optimizer": P("adam", "adam", "sgd"),
+        "teacher_lr": P(1e-3, 1e-3, 1e-2),
+        "student_width": 1.0,
+        "seeds": P(1, 3, 3),
+    },
+    "04_teacher_assistant_cifar10": {
+        "seed": 0,
+        "dataset": "cifar10",
+        "temperature": 4.0,
+        "alpha": 0.5,
+        "epochs": P(1, 5, 40),
+        "batch_size": P(64, 64, 128),
+        "lr": 1e-3,
+        "width": P(0.25, 0.5, 1.0),
+        "assistants": (4, 6, 8),
+        "seeds": P(1, 3, 3),
+    },
+    "05_quantized_student_svhn": {
+        "seed": 0,
+        "dataset": "svhn",
+        "temperature": 4.0,
+        "alpha": 0.9,
+        "temperatures": P((5.0,), (5.0, 25.0, 100.0), (5.0, 15.0, 25.0, 50.0, 100.0)),
+        "weight_bits": 4,
+        "activation_bits": 4,
+        "bit_widths": P((2,), (2, 4, 8, 32), (2, 4, 8, 32)),
+        "epochs": P(1, 4, 20),
+        "teacher_epochs": P(1, 5, 20),
+        "batch_size": P(64, 128, 128),
+        "lr": 1e-3,
+        "n_val": P(500, 5000, 5000),
+        "n_train": P(1000, 10000, 68257),
+        "teacher_width": P(0.25, 0.5, 1.0),
+        "student_width": P(0.25, 0.25, 0.5),
+        "seeds": P(1, 3, 3),
+    },
+}
 
 
 class Config(dict):
@@ -70,3 +184,9 @@ def get(notebook: str, profile: str | None = None, **overrides) -> Config:
         cfg[knob] = getattr(value, name) if isinstance(value, P) else value
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     return cfg
+
+
+def banner(cfg: Config) -> None:
+    """Print which profile runs and every setting, first thing in each notebook."""
+    print(ABOUT[cfg.profile])
+    print(f"settings: {cfg!r}")

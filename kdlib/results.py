@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from kdlib import _io
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,8 +131,14 @@ def load(directory: str | os.PathLike | None = None) -> list[dict]:
 
 
 def _fmt(value, digits: int) -> str:
+    """Floats below 1 (accuracies) with ``digits`` decimals, larger ones with one, whole
+    numbers without; anything else as text."""
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+        if math.isnan(value):
+            return "nan"
+        if value.is_integer() and abs(value) >= 1:
+            return str(int(value))
+        return f"{value:.{digits}f}" if abs(value) < 1 else f"{value:.1f}"
     return "" if value is None else str(value)
 
 
@@ -161,6 +169,16 @@ class Table:
     __repr__ = __str__
 
 
+def difference(a: Sequence[float], b: Sequence[float]) -> dict:
+    """Mean of ``a`` minus mean of ``b`` (e.g. accuracies over seeds), the sum of their standard
+    deviations, and whether the difference exceeds that sum: a cautious test of whether a
+    difference is larger than its error bars."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff, bars = a.mean() - b.mean(), a.std() + b.std()
+    verdict = "n/a (a single run has no error bar)" if min(len(a), len(b)) < 2 else ("yes" if abs(diff) > bars else "no")
+    return {"difference": f"{diff:+.4f}", "std a + std b": f"{bars:.4f}", "larger than the error bars": verdict}
+
+
 def summary(records: Iterable[dict]) -> Table:
     """One row per record: notebook, profile, dataset, wall time and its headline metrics
     (the record's ``metrics["headline"]`` dict, if the notebook logged one)."""
@@ -170,7 +188,7 @@ def summary(records: Iterable[dict]) -> Table:
             "notebook": r["notebook"],
             "profile": r["profile"],
             "dataset": r["dataset"],
-            "minutes": round(r["wall_time_s"] / 60, 1),
+            "minutes": f"{r['wall_time_s'] / 60:.1f}",
         }
         row.update(r.get("metrics", {}).get("headline", {}))
         rows.append(row)

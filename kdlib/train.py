@@ -9,10 +9,14 @@ clear error when the loss becomes NaN or infinite, and shows one progress line p
 from __future__ import annotations
 
 import math
+import os
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
+
+from kdlib import cache, data, models
 
 
 def compile_classifier(model: keras.Model, lr: float = 1e-3, optimizer: str = "adam", **kwargs):
@@ -80,19 +84,33 @@ def fit(
     *,
     name: str = "model",
     callbacks: list | None = None,
+    checkpoint: str | os.PathLike | None = None,
     verbose: bool = True,
 ) -> dict:
     """Fit ``model`` (compiled) on a batched dataset (``kdlib.data.to_dataset``) and keep the
     weights of its best epoch on ``val_data``.
+
+    The best weights are kept in memory, or, with ``checkpoint`` (a ``*.weights.h5`` path),
+    saved there each time validation accuracy improves and loaded back at the end: a crash
+    then leaves the best model so far on disk.
 
     Returns ``{"history", "best_epoch", "best_val_accuracy", "seconds"}``; ``history`` maps each
     logged metric to its per-epoch values. ``best_epoch`` counts from 1.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    best = keras.callbacks.EarlyStopping(
-        monitor="val_accuracy", mode="max", patience=epochs, restore_best_weights=True
-    )
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        if not checkpoint.name.endswith(".weights.h5"):
+            raise ValueError(f"checkpoint must be a *.weights.h5 path, got {checkpoint}")
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        best = keras.callbacks.ModelCheckpoint(
+            checkpoint, monitor="val_accuracy", mode="max", save_best_only=True, save_weights_only=True
+        )
+    else:
+        best = keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=epochs, restore_best_weights=True
+        )
     cbs = [NonFiniteLoss(), best, *(callbacks or [])]
     if verbose:
         cbs.append(ProgressLine(name, epochs))
@@ -100,6 +118,8 @@ def fit(
     # The datasets are shuffled by kdlib.data.to_dataset; Keras's own shuffle does not apply.
     history = model.fit(train_data, validation_data=val_data, epochs=epochs, shuffle=False, verbose=0, callbacks=cbs)
     seconds = time.perf_counter() - start
+    if checkpoint is not None:
+        model.load_weights(checkpoint)
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     best_epoch = int(np.argmax(hist["val_accuracy"])) + 1
     result = {
@@ -117,12 +137,89 @@ def fit(
     return result
 
 
-def evaluate(model: keras.Model, data, labels: np.ndarray) -> dict:
-    """Accuracy and number of errors of ``model`` (logits) on ``data``, whose labels, in the
+def cached_classifier(
+    name: str,
+    build,
+    train_data,
+    val_data,
+    *,
+    epochs: int,
+    fingerprint: str,
+    config: dict,
+    lr: float = 1e-3,
+    optimizer: str = "adam",
+    **fit_kwargs,
+) -> tuple[keras.Model, dict]:
+    """Load the classifier cached under ``name`` for this configuration and training data, or
+    build it (``build()``), compile it, fit it with model selection on ``val_data`` and cache
+    it. ``config`` must hold everything else that changes the result (widths, augmentation,
+    seed); ``epochs``, ``lr`` and ``optimizer`` are added to the key. Returns ``(model, info)``
+    as ``kdlib.cache.train_or_load``."""
+
+    def fit_it(model):
+        return fit(model, train_data, val_data, epochs, name=name, **fit_kwargs)
+
+    return cache.train_or_load(
+        name,
+        lambda: compile_classifier(build(), lr=lr, optimizer=optimizer),
+        fit_it,
+        config={**config, "epochs": epochs, "lr": lr, "optimizer": optimizer},
+        data=fingerprint,
+    )
+
+
+def fitnet_teacher(dataset: data.Dataset, cfg) -> tuple[data.Splits, keras.Model, dict]:
+    """Notebook 03's teacher, which notebook 04 reuses: seed 003's VGG-style network
+    (``cfg.teacher_width``) trained on the splits of ``dataset`` given by notebook 03's
+    profile ``cfg``, with ``cfg.augment``, and cached under one key, so that notebook 04 loads
+    what notebook 03 trained. Returns ``(splits, teacher, info)``."""
+    sp = data.splits(dataset, cfg.n_val, cfg.n_train)
+    augment = None if cfg.augment == "none" else cfg.augment
+    train_data = data.to_dataset(*sp.train, cfg.batch_size, shuffle=True, seed=cfg.seed, augment=augment)
+    model, info = cached_classifier(
+        f"03_vgg_teacher_{dataset.name}",
+        lambda: models.vgg_teacher(sp.train[0].shape[1:], width=cfg.teacher_width, name="teacher"),
+        train_data,
+        data.to_dataset(*sp.val, 512),
+        epochs=cfg.teacher_epochs,
+        lr=cfg.teacher_lr,
+        optimizer=cfg.teacher_optimizer,
+        fingerprint=sp.fingerprint(),
+        config={"width": cfg.teacher_width, "augment": augment, "batch": cfg.batch_size, "seed": cfg.seed},
+    )
+    return sp, model, info
+
+
+def evaluate(model: keras.Model, dataset, labels: np.ndarray) -> dict:
+    """Accuracy and number of errors of ``model`` (logits) on ``dataset``, whose labels, in the
     same order, are ``labels``. For a Distiller pass ``distiller.student``."""
-    logits = np.asarray(model.predict(data, verbose=0))
+    logits = np.asarray(model.predict(dataset, verbose=0))
     labels = np.asarray(labels).reshape(-1)
     if len(logits) != len(labels):
         raise ValueError(f"{len(logits)} predictions for {len(labels)} labels")
     errors = int(np.sum(np.argmax(logits, axis=-1) != labels))
     return {"accuracy": 1.0 - errors / len(labels), "errors": errors, "n": len(labels)}
+
+
+def inference_ms(model: keras.Model, batch_size: int, repeats: int = 20) -> float:
+    """Median milliseconds **per image** of ``model`` on one batch of ``batch_size`` zero
+    images (after a warm-up), measured with ``predict_on_batch`` on this machine."""
+    x = np.zeros((batch_size, *model.input_shape[1:]), dtype="float32")
+    model.predict_on_batch(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict_on_batch(x)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times)) / batch_size
+
+
+def saved_size_bytes(model: keras.Model, folder: str | os.PathLike) -> int:
+    """Size on disk of ``model`` as a ``.keras`` file in ``folder``: its configuration and
+    weights without optimizer state, what you would ship."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    path = Path(folder) / f"{model.name}.keras"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    copy.save(path)
+    return path.stat().st_size

@@ -143,3 +143,10 @@ def test_fingerprint_depends_on_content_shape_and_dtype():
 def test_default_cache_dir(monkeypatch):
     monkeypatch.delenv("KDLIB_CACHE_DIR", raising=False)
     assert cache.cache_dir() == cache.Path(os.path.expanduser("~/.cache/kdlib"))
+
+
+def test_difference_compares_means_against_the_error_bars():
+    assert results.difference([0.9, 0.92], [0.8, 0.82])["larger than the error bars"] == "yes"
+    d = results.difference([0.9, 0.95], [0.89, 0.93])
+    assert d["larger than the error bars"] == "no" and d["difference"] == "+0.0150" and d["std a + std b"] == "0.0450"
+    assert results.difference([0.9], [0.8])["larger than the error bars"].startswith("n/a")

@@ -4,8 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from kdlib import models, quant
-from tests.helpers import grad
+from kdlib import losses, models, quant
 
 rng = np.random.default_rng(3)
 
@@ -52,7 +51,7 @@ def test_quantized_values_are_symmetric_uniform_levels():
 @pytest.mark.backend
 def test_straight_through_estimator_passes_the_gradient():
     w = rng.normal(size=(6, 3)).astype(np.float32)
-    g = grad(lambda v: keras.ops.sum(quant.quantize_weights(v, 2) * np.arange(18.0, dtype=np.float32).reshape(6, 3)), w)
+    g = losses.logit_gradient(lambda v: keras.ops.sum(quant.quantize_weights(v, 2) * np.arange(18.0, dtype=np.float32).reshape(6, 3)), w)
     np.testing.assert_allclose(g, np.arange(18.0).reshape(6, 3), rtol=1e-6)
 
 

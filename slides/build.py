@@ -1,0 +1,257 @@
+"""Build the lecture deck: slides/deck.md -> slides/build/index.html (reveal.js, offline).
+
+The deck's Markdown holds the words; its figures and tables are regenerated here from the
+committed records under results/ with kdlib.plots, so the slides cannot disagree with the
+notebooks. reveal.js and KaTeX come from the npm registry (slides/package.json) and are copied
+next to index.html: the built deck loads nothing from the internet and works opened from disk.
+
+Directives in deck.md (each on its own line):
+    ::figure NAME       a figure made by FIGURES[NAME] from the records
+    ::table NAME        a table made by TABLES[NAME] from the records
+A line of three dashes separates slides; a slide starting with "<!-- section -->" gets a title
+style. Run with `make slides`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mistune
+import numpy as np
+
+from kdlib import plots, results
+
+HERE = Path(__file__).resolve().parent
+BUILD = HERE / "build"
+RECORDS = results.REPO / "results"
+
+
+def records() -> dict[str, dict]:
+    """The committed records, by notebook name."""
+    return {r["notebook"]: r for r in results.load(RECORDS)}
+
+
+def _pm(values) -> str:
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.4f} ± {values.std():.4f}" if len(values) > 1 else f"{values.mean():.4f}"
+
+
+def _errors(values) -> str:
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.1f} ± {values.std():.1f}" if len(values) > 1 else f"{values.mean():.0f}"
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def fig_soft_targets(_):
+    logits = np.array([1.0, -2.0, 9.0, 5.0, -1.0, 0.5, -3.0, 6.0, 1.5, -0.5])
+    return plots.soft_targets(logits, [1, 2, 4, 10, 20])
+
+
+def fig_00(r):
+    m = r["metrics"]
+    return plots.curves({"student alone": m["curves"]["alone"], "student distilled": m["curves"]["distilled"]}, "val_accuracy")
+
+
+def fig_02(r):
+    return plots.curves(r["metrics"]["curves"], "val_accuracy")
+
+
+def fig_03(r):
+    sweep = r["metrics"]["sweep"]
+    lines = {a: {float(t.split("=")[1]): v for t, v in ts.items()} for a, ts in sweep.items()}
+    return plots.sweep(lines, "temperature T", f"test accuracy ({r['dataset']})", baselines={"student alone": r["metrics"]["students"]["alone"]})
+
+
+def fig_04(r):
+    m = r["metrics"]
+    sizes = m["parameters"]
+    points = {name.replace("TAKD via ", ""): (sizes[name.split()[-1]] / 1e6, accs) for name, accs in m["students"].items() if name.startswith("TAKD")}
+    return plots.accuracy_vs_size(points, xlabel="assistant parameters (M)")
+
+
+def fig_05(r):
+    grid = r["metrics"]["grid"]
+    lines = {v: {float(t.split("=")[1]): a for t, a in ts.items()} for v, ts in grid.items()}
+    return plots.sweep(lines, "temperature T", f"test accuracy ({r['dataset']})", logx=True, baselines={"quantized student alone": r["metrics"]["q1"]["alone"]})
+
+
+FIGURES = {"soft_targets": fig_soft_targets, "00": fig_00, "02": fig_02, "03": fig_03, "04": fig_04, "05": fig_05}
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def table_00(r):
+    m = r["metrics"]
+    return [
+        {"model": "teacher (CNN)", "test accuracy": f"{m['teacher_accuracy']:.4f}"},
+        {"model": "student alone", "test accuracy": _pm(m["student_alone"])},
+        {"model": "student distilled", "test accuracy": _pm(m["student_distilled"])},
+    ]
+
+
+def table_01(r):
+    m = r["metrics"]
+    return [
+        {"model": "ensemble of 5 CNNs", "test errors": _errors([m["ensemble_errors"]]), "paper": ""},
+        {"model": "CNN alone", "test errors": _errors(m["cnn_alone_errors"]), "paper": ""},
+        {"model": "CNN distilled from the ensemble", "test errors": _errors(m["cnn_distilled_errors"]), "paper": ""},
+        {"model": "2×1200 teacher", "test errors": _errors([m["hinton_teacher_errors"]]), "paper": "67"},
+        {"model": "2×800 alone", "test errors": _errors(m["hinton_alone_errors"]), "paper": "146"},
+        {"model": "2×800 distilled, T = 20", "test errors": _errors(m["hinton_distilled_errors"]), "paper": "74"},
+    ]
+
+
+def table_02(r):
+    return [{k: row[k] for k in ("model", "parameters", "test accuracy", "size on disk (MB)", "ms/image, batch 1")} for row in r["metrics"]["table"]]
+
+
+def table_03(r):
+    m = r["metrics"]
+    rows = [{"model": "teacher", f"test accuracy ({r['dataset']})": f"{m['teacher_accuracy']:.4f}"}]
+    rows += [{"model": f"student, {k}", f"test accuracy ({r['dataset']})": _pm(v)} for k, v in m["students"].items()]
+    return rows
+
+
+def table_04(r):
+    return [{"student trained by": k, f"test accuracy ({r['dataset']})": _pm(v)} for k, v in r["metrics"]["students"].items()]
+
+
+def table_05(r):
+    m = r["metrics"]
+    return [
+        {"model": "teacher (float32)", "test accuracy": f"{m['teacher_accuracy']:.4f}", "size (MB)": f"{m['sizes_mb']['teacher']:.3f}"},
+        {"model": "quantized student alone", "test accuracy": _pm(m["q1"]["alone"]), "size (MB)": f"{m['sizes_mb']['student']:.3f}"},
+        {"model": "quantized student distilled", "test accuracy": _pm(m["q1"]["distilled"]), "size (MB)": f"{m['sizes_mb']['student']:.3f}"},
+    ]
+
+
+TABLES = {"00": table_00, "01": table_01, "02": table_02, "03": table_03, "04": table_04, "05": table_05}
+
+
+def _record_for(name: str, recs: dict) -> dict | None:
+    matches = [r for n, r in recs.items() if n.startswith(name)]
+    return matches[0] if matches else None
+
+
+def _html_table(rows: list[dict]) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
+    return f'<table class="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _caption(r: dict) -> str:
+    data = r["dataset"] + (f", stand-in for {r['requested_dataset']}" if r["dataset"] != r["requested_dataset"] else "")
+    return f'<p class="caption">record: {r["notebook"]} · profile {r["profile"]} · {html.escape(data)}</p>'
+
+
+# --------------------------------------------------------------------------- build
+
+
+def render_slide(text: str, recs: dict, figures: Path) -> str:
+    """One slide's Markdown with its directives replaced by figures and tables."""
+    parts, markdown = [], mistune.create_markdown(escape=False, plugins=["table", "math"])
+    chunk: list[str] = []
+
+    def flush():
+        if chunk:
+            parts.append(markdown("\n".join(chunk)))
+            chunk.clear()
+
+    for line in text.splitlines():
+        kind, _, name = line.strip().partition(" ")
+        if kind in ("::figure", "::table"):
+            flush()
+            record = _record_for(name, recs) if name != "soft_targets" else {}
+            if record is None:
+                parts.append(f'<p class="missing">no record for notebook {html.escape(name)} yet: run it (make notebooks)</p>')
+            elif kind == "::figure":
+                path = figures / f"figure_{name}.png"
+                FIGURES[name](record).savefig(path, dpi=110)
+                parts.append(f'<img class="figure" src="figures/{path.name}" alt="figure {html.escape(name)}">')
+                if record:
+                    parts.append(_caption(record))
+            else:
+                parts.append(_html_table(TABLES[name](record)) + _caption(record))
+        else:
+            chunk.append(line)
+    flush()
+    return "\n".join(parts)
+
+
+def npm_assets() -> Path:
+    """reveal.js and KaTeX from the npm registry (package.json), installed once."""
+    modules = HERE / "node_modules"
+    if not (modules / "reveal.js" / "dist" / "reveal.js").exists() or not (modules / "katex" / "dist").exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise SystemExit("npm is needed to fetch reveal.js and KaTeX (apt-get install npm, or see nodejs.org)")
+        subprocess.run([npm, "ci" if (HERE / "package-lock.json").exists() else "install", "--no-audit", "--no-fund"], cwd=HERE, check=True)
+    return modules
+
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Knowledge distillation — the kdlib course</title>
+<link rel="stylesheet" href="reveal.js/dist/reveal.css">
+<link rel="stylesheet" href="reveal.js/dist/theme/white.css">
+<style>
+.reveal {{ font-size: 30px; }}
+.reveal h1 {{ font-size: 1.8em; }} .reveal h2 {{ font-size: 1.25em; }}
+.reveal img.figure {{ max-height: 380px; margin: 0.2em auto; }}
+.reveal table.results {{ font-size: 0.55em; margin: 0.3em auto; }}
+.reveal table.results th, .reveal table.results td {{ padding: 0.15em 0.5em; }}
+.reveal p.caption {{ font-size: 0.45em; color: #666; margin: 0.2em; }}
+.reveal ul, .reveal ol {{ font-size: 0.8em; }}
+.reveal .missing {{ color: #a00; }}
+</style>
+</head>
+<body>
+<div class="reveal"><div class="slides">
+{slides}
+</div></div>
+<script src="reveal.js/dist/reveal.js"></script>
+<script src="reveal.js/plugin/math/math.js"></script>
+<script src="reveal.js/plugin/notes/notes.js"></script>
+<script>
+Reveal.initialize({{ hash: true, slideNumber: "c/t", plugins: [RevealMath.KaTeX, RevealNotes],
+  katex: {{ local: "katex", delimiters: [{{left: "$$", right: "$$", display: true}}, {{left: "\\(", right: "\\)", display: false}}] }} }});
+</script>
+</body>
+</html>
+"""
+
+
+def build() -> Path:
+    """Write slides/build/index.html with its figures, reveal.js and KaTeX; return its path."""
+    modules = npm_assets()
+    if BUILD.exists():
+        shutil.rmtree(BUILD)
+    figures = BUILD / "figures"
+    figures.mkdir(parents=True)
+    for package in ("reveal.js", "katex"):
+        shutil.copytree(modules / package, BUILD / package, ignore=shutil.ignore_patterns("*.map", "test", "demo.html"))
+    recs = records()
+    sections = []
+    for text in (HERE / "deck.md").read_text().split("\n---\n"):
+        attrs = ' class="title"' if text.lstrip().startswith("<!-- section -->") else ""
+        sections.append(f"<section{attrs}>\n{render_slide(text, recs, figures)}\n</section>")
+    index = BUILD / "index.html"
+    index.write_text(TEMPLATE.format(slides="\n".join(sections)))
+    (BUILD / "slides.json").write_text(json.dumps({"slides": len(sections)}))
+    print(f"{len(sections)} slides -> {index}")
+    return index
+
+
+if __name__ == "__main__":
+    build()
+    sys.exit(0)

@@ -141,17 +141,32 @@ def densenet(
 # --------------------------------------------------------------------------- FitNets (seed 003)
 
 
-def vgg_teacher(input_shape=(32, 32, 3), num_classes: int = 10, *, width: float = 1.0, name: str = "vgg_teacher") -> keras.Model:
-    """Seed 003's VGG-style teacher: conv 64-64, pool, 128-128, pool, 256x3 (the last one is the
-    ``"hint"`` layer, 8x8 on CIFAR), pool, dropout 0.4, 512x4, pool, dropout 0.4, dense
-    1024-256-64, dropout 0.3, logits."""
+def vgg_teacher(
+    input_shape=(32, 32, 3),
+    num_classes: int = 10,
+    *,
+    width: float = 1.0,
+    batch_norm: bool = True,
+    name: str = "vgg_teacher",
+) -> keras.Model:
+    """Seed 003's VGG-style teacher: conv 64-64, pool, 128-128, pool, 256x3 (the last one's
+    ReLU output is the ``"hint"`` layer, 8x8 on CIFAR), pool, dropout 0.4, 512x4, pool, dropout
+    0.4, dense 1024-256-64, dropout 0.3, logits.
 
-    def conv(x, n, **kw):
-        return layers.Conv2D(_w(n, width), 3, padding="same", activation="relu", **kw)(x)
+    ``batch_norm`` (default on) puts BatchNorm between each convolution and its ReLU. The seed's
+    network has none: thirteen plain ReLU layers trained from scratch with Adam often stall at
+    chance accuracy (every ReLU dead; the course's first ``cpu`` run did exactly that), which
+    ``batch_norm=False`` reproduces. Below ``width`` 1 the dense layers keep at least 64 units:
+    a 16-unit bottleneck under dropout also kept the narrow teacher at chance."""
+
+    def conv(x, n, name=None):
+        x = layers.Conv2D(_w(n, width), 3, padding="same", use_bias=not batch_norm, kernel_initializer="he_normal")(x)
+        if batch_norm:
+            x = layers.BatchNormalization()(x)
+        return layers.ReLU(name=name)(x)
 
     x = inputs = keras.Input(input_shape)
-    x = conv(conv(x, 64, kernel_initializer="he_normal"), 64)
-    x = layers.MaxPooling2D(2)(x)
+    x = layers.MaxPooling2D(2)(conv(conv(x, 64), 64))
     x = layers.MaxPooling2D(2)(conv(conv(x, 128), 128))
     x = conv(conv(conv(x, 256), 256), 256, name="hint")
     x = layers.Dropout(0.4)(layers.MaxPooling2D(2)(x))
@@ -160,7 +175,7 @@ def vgg_teacher(input_shape=(32, 32, 3), num_classes: int = 10, *, width: float 
     x = layers.Dropout(0.4)(layers.MaxPooling2D(2, padding="same")(x))
     x = layers.Flatten()(x)
     for units in (1024, 256, 64):
-        x = layers.Dense(_w(units, width), activation="relu")(x)
+        x = layers.Dense(max(64, _w(units, width)), activation="relu", kernel_initializer="he_normal")(x)
     x = layers.Dropout(0.3)(x)
     return keras.Model(inputs, _head(x, num_classes), name=name)
 

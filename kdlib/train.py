@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -159,24 +160,38 @@ def cached_classifier(
     def fit_it(model):
         return fit(model, train_data, val_data, epochs, name=name, **fit_kwargs)
 
-    return cache.train_or_load(
+    model, info = cache.train_or_load(
         name,
         lambda: compile_classifier(build(), lr=lr, optimizer=optimizer),
         fit_it,
         config={**config, "epochs": epochs, "lr": lr, "optimizer": optimizer},
         data=fingerprint,
     )
+    warn_if_at_chance(name, info.get("best_val_accuracy"), model.output.shape[-1])
+    return model, info
 
 
-def fitnet_teacher(dataset: data.Dataset, cfg) -> tuple[data.Splits, keras.Model, dict]:
+def warn_if_at_chance(name: str, accuracy: float | None, num_classes: int) -> None:
+    """Warn when a (teacher) model's validation accuracy is no better than guessing: every
+    result distilled from it would be meaningless. (At the ``smoke`` profile that can happen.)"""
+    if accuracy is not None and accuracy < 1.5 / num_classes:
+        warnings.warn(
+            f"{name}: validation accuracy {accuracy:.4f} is at chance level for {num_classes} classes; "
+            "the model did not learn, and nothing distilled from it means anything",
+            stacklevel=3,
+        )
+
+
+def fitnet_teacher(dataset: data.Dataset, cfg) -> tuple[keras.Model, dict]:
     """Notebook 03's teacher, which notebook 04 reuses: seed 003's VGG-style network
-    (``cfg.teacher_width``) trained on the splits of ``dataset`` given by notebook 03's
-    profile ``cfg``, with ``cfg.augment``, and cached under one key, so that notebook 04 loads
-    what notebook 03 trained. Returns ``(splits, teacher, info)``."""
-    sp = data.splits(dataset, cfg.n_val, cfg.n_train)
+    (``cfg.teacher_width``) trained on ``cfg.n_teacher`` training images of ``dataset`` (the
+    validation split of ``cfg.n_val`` images held out), with ``cfg.augment``, and cached under
+    one key, so that notebook 04 loads what notebook 03 trained. ``cfg`` is notebook 03's
+    profile. Returns ``(teacher, info)``."""
+    sp = data.splits(dataset, cfg.n_val, cfg.n_teacher)
     augment = None if cfg.augment == "none" else cfg.augment
     train_data = data.to_dataset(*sp.train, cfg.batch_size, shuffle=True, seed=cfg.seed, augment=augment)
-    model, info = cached_classifier(
+    return cached_classifier(
         f"03_vgg_teacher_{dataset.name}",
         lambda: models.vgg_teacher(sp.train[0].shape[1:], width=cfg.teacher_width, name="teacher"),
         train_data,
@@ -185,9 +200,8 @@ def fitnet_teacher(dataset: data.Dataset, cfg) -> tuple[data.Splits, keras.Model
         lr=cfg.teacher_lr,
         optimizer=cfg.teacher_optimizer,
         fingerprint=sp.fingerprint(),
-        config={"width": cfg.teacher_width, "augment": augment, "batch": cfg.batch_size, "seed": cfg.seed},
+        config={"width": cfg.teacher_width, "batch_norm": True, "augment": augment, "batch": cfg.batch_size, "seed": cfg.seed},
     )
-    return sp, model, info
 
 
 def evaluate(model: keras.Model, dataset, labels: np.ndarray) -> dict:
@@ -216,8 +230,9 @@ def inference_ms(model: keras.Model, batch_size: int, repeats: int = 20) -> floa
 
 def saved_size_bytes(model: keras.Model, folder: str | os.PathLike) -> int:
     """Size on disk of ``model`` as a ``.keras`` file in ``folder``: its configuration and
-    weights without optimizer state, what you would ship."""
-    copy = keras.models.clone_model(model)
+    weights without optimizer state, what you would ship. (``clone_model`` would not do: it
+    compiles the clone when the model is compiled, and the file then holds Adam's moments.)"""
+    copy = model.__class__.from_config(model.get_config())
     copy.set_weights(model.get_weights())
     path = Path(folder) / f"{model.name}.keras"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -251,3 +251,25 @@ def test_losses_module_exposes_the_same_soft_term_to_keras_distillation():
     d.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = _data(32)
     assert np.isfinite(d.fit(x, y, epochs=1, verbose=0).history["loss"][0])
+
+
+def test_saved_size_leaves_the_optimizer_state_out(tmp_path):
+    x, y = _data()
+    model = train.compile_classifier(_net("sized", hidden=2048), lr=1e-3)
+    model.fit(x, y, epochs=1, verbose=0)
+    shipped = train.saved_size_bytes(model, tmp_path)
+    model.save(tmp_path / "with_optimizer.keras")
+    weights = model.count_params() * 4
+    assert weights <= shipped < weights + 64_000  # float32 weights plus config and zip headers
+    assert (tmp_path / "with_optimizer.keras").stat().st_size > shipped + 2 * weights  # Adam's two moments
+
+
+def test_a_teacher_at_chance_level_is_reported():
+    with pytest.warns(UserWarning, match="at chance level for 10 classes"):
+        train.warn_if_at_chance("teacher", 0.1, 10)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train.warn_if_at_chance("teacher", 0.6, 10)
+        train.warn_if_at_chance("teacher", None, 10)

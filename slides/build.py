@@ -223,8 +223,8 @@ TEMPLATE = """<!DOCTYPE html>
 <script src="reveal.js/plugin/math/math.js"></script>
 <script src="reveal.js/plugin/notes/notes.js"></script>
 <script>
-Reveal.initialize({{ hash: true, slideNumber: "c/t", plugins: [RevealMath.KaTeX, RevealNotes],
-  katex: {{ local: "katex", delimiters: [{{left: "$$", right: "$$", display: true}}, {{left: "\\(", right: "\\)", display: false}}] }} }});
+Reveal.initialize({{ hash: true, slideNumber: "c/t", transition: "none", plugins: [RevealMath.KaTeX, RevealNotes],
+  katex: {{ local: "katex", delimiters: [{{left: "$$", right: "$$", display: true}}, {{left: "\\\\(", right: "\\\\)", display: false}}] }} }});
 </script>
 </body>
 </html>

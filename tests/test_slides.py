@@ -57,12 +57,14 @@ def test_every_slide_renders_offline_in_chromium(deck):
                                    images: imgs.length,
                                    loaded: imgs.every(im => im.complete && im.naturalWidth > 0),
                                    missing: s.querySelectorAll('.missing').length,
-                                   mathErrors: s.querySelectorAll('.katex-error').length}; }"""
+                                   mathErrors: s.querySelectorAll('.katex-error').length,
+                                   rawMath: s.innerText.includes(String.fromCharCode(92) + '(') || s.innerText.includes('$$')}; }"""
             )
             assert slide["text"] > 0, f"slide {i} is empty"
             assert slide["loaded"], f"slide {i}: an image did not load"
             assert slide["missing"] == 0, f"slide {i} lacks a record"
             assert slide["mathErrors"] == 0, f"slide {i}: KaTeX could not render"
+            assert not slide["rawMath"], f"slide {i} shows unrendered TeX"
             if i == 0:
                 page.screenshot(path=str(BUILD / "screenshot_title.png"))
             if slide["images"] and figure_slide is None:

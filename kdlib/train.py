@@ -191,16 +191,17 @@ def fitnet_teacher(dataset: data.Dataset, cfg) -> tuple[keras.Model, dict]:
     sp = data.splits(dataset, cfg.n_val, cfg.n_teacher)
     augment = None if cfg.augment == "none" else cfg.augment
     train_data = data.to_dataset(*sp.train, cfg.batch_size, shuffle=True, seed=cfg.seed, augment=augment)
+    architecture = {"width": cfg.teacher_width, "batch_norm": True}  # the builder's arguments, in the key too
     return cached_classifier(
         f"03_vgg_teacher_{dataset.name}",
-        lambda: models.vgg_teacher(sp.train[0].shape[1:], width=cfg.teacher_width, name="teacher"),
+        lambda: models.vgg_teacher(sp.train[0].shape[1:], **architecture, name="teacher"),
         train_data,
         data.to_dataset(*sp.val, 512),
         epochs=cfg.teacher_epochs,
         lr=cfg.teacher_lr,
         optimizer=cfg.teacher_optimizer,
         fingerprint=sp.fingerprint(),
-        config={"width": cfg.teacher_width, "batch_norm": True, "augment": augment, "batch": cfg.batch_size, "seed": cfg.seed},
+        config={**architecture, "augment": augment, "batch": cfg.batch_size, "seed": cfg.seed},
     )
 
 

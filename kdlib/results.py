@@ -169,6 +169,17 @@ class Table:
     __repr__ = __str__
 
 
+def mean_std(values: Sequence[float], digits: int = 4) -> str:
+    """``"mean ± std"`` of repeated measurements (e.g. one accuracy per seed), the form every
+    results table of the course uses; a single value is shown alone, since it has no spread."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        raise ValueError("mean_std needs at least one value")
+    if values.size == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
+
+
 def difference(a: Sequence[float], b: Sequence[float]) -> dict:
     """Mean of ``a`` minus mean of ``b`` (e.g. accuracies over seeds), the sum of their standard
     deviations, and whether the difference exceeds that sum: a cautious test of whether a

@@ -150,3 +150,14 @@ def test_difference_compares_means_against_the_error_bars():
     d = results.difference([0.9, 0.95], [0.89, 0.93])
     assert d["larger than the error bars"] == "no" and d["difference"] == "+0.0150" and d["std a + std b"] == "0.0450"
     assert results.difference([0.9], [0.8])["larger than the error bars"].startswith("n/a")
+
+
+def test_mean_std_uses_the_population_spread_and_shows_a_single_value_alone():
+    rng = np.random.default_rng(3)
+    values = rng.uniform(0.8, 0.9, size=5)
+    mean, std = float(np.mean(values, dtype=np.float64)), float(np.sqrt(np.mean((values - values.mean()) ** 2)))
+    assert results.mean_std(values) == f"{mean:.4f} ± {std:.4f}"
+    assert results.mean_std([127, 130, 126], digits=1) == "127.7 ± 1.7"
+    assert results.mean_std([0.91234]) == "0.9123"
+    with pytest.raises(ValueError, match="at least one"):
+        results.mean_std([])

@@ -109,6 +109,7 @@ NOTEBOOKS: dict[str, dict] = {
         "teacher_epochs": P(1, 3, 40),
         "teacher_optimizer": P("adam", "adam", "sgd"),
         "teacher_lr": P(1e-3, 1e-3, 1e-2),
+        "teacher_schedule": "cosine",
         "student_width": 1.0,
         "seeds": P(1, 3, 3),
     },

@@ -273,3 +273,42 @@ def test_a_teacher_at_chance_level_is_reported():
         warnings.simplefilter("error")
         train.warn_if_at_chance("teacher", 0.6, 10)
         train.warn_if_at_chance("teacher", None, 10)
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_zero():
+    x, y = _data(n=32)
+    model = train.compile_classifier(_net("cosine"), lr=0.1, optimizer="sgd", decay_steps=10)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # 4 steps
+    lr = float(ops.convert_to_numpy(model.optimizer.learning_rate))
+    assert lr == pytest.approx(0.1 * 0.5 * (1 + np.cos(np.pi * 4 / 10)), rel=1e-5)
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)  # steps 5..12: past the end
+    assert float(ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.0, abs=1e-9)
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="decay_steps"):
+            train.make_optimizer("adam", 1e-3, decay_steps=bad)
+
+
+@pytest.mark.filterwarnings("ignore:.*at chance level")
+def test_cached_classifier_keys_on_the_schedule(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path))
+    x, y = _data(n=32)
+    batches = to_dataset(x, y, 8, shuffle=True, seed=0)
+    calls = []
+
+    def build():
+        calls.append(1)
+        return _net("cached")
+
+    def get(schedule):
+        return train.cached_classifier("sched", build, batches, batches, epochs=2, fingerprint="fp", config={}, schedule=schedule)
+
+    model, _ = get("cosine")
+    assert float(ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.0, abs=1e-9)  # 8 of 8 steps
+    get("cosine")
+    assert len(calls) == 1  # loaded, not retrained
+    get("constant")
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match="schedule must be"):
+        get("step")
+    with pytest.raises(ValueError, match="known, finite number of batches"):
+        train.cached_classifier("sched", build, batches.repeat(), batches, epochs=1, fingerprint="fp", config={}, schedule="cosine")

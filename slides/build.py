@@ -36,11 +36,6 @@ def records() -> dict[str, dict]:
     return {r["notebook"]: r for r in results.load(RECORDS)}
 
 
-def _pm(values) -> str:
-    values = np.asarray(values, dtype=float)
-    return f"{values.mean():.4f} ± {values.std():.4f}" if len(values) > 1 else f"{values.mean():.4f}"
-
-
 def _errors(values) -> str:
     values = np.asarray(values, dtype=float)
     return f"{values.mean():.1f} ± {values.std():.1f}" if len(values) > 1 else f"{values.mean():.0f}"
@@ -92,8 +87,8 @@ def table_00(r):
     m = r["metrics"]
     return [
         {"model": "teacher (CNN)", "test accuracy": f"{m['teacher_accuracy']:.4f}"},
-        {"model": "student alone", "test accuracy": _pm(m["student_alone"])},
-        {"model": "student distilled", "test accuracy": _pm(m["student_distilled"])},
+        {"model": "student alone", "test accuracy": results.mean_std(m["student_alone"])},
+        {"model": "student distilled", "test accuracy": results.mean_std(m["student_distilled"])},
     ]
 
 
@@ -116,20 +111,22 @@ def table_02(r):
 def table_03(r):
     m = r["metrics"]
     rows = [{"model": "teacher", f"test accuracy ({r['dataset']})": f"{m['teacher_accuracy']:.4f}"}]
-    rows += [{"model": f"student, {k}", f"test accuracy ({r['dataset']})": _pm(v)} for k, v in m["students"].items()]
+    kd = m.get("kd_setting")
+    at = f" (T = {kd['temperature']:g}, α = {kd['alpha']:g})" if kd else ""
+    rows += [{"model": f"student, {k}" + (at if "KD" in k else ""), f"test accuracy ({r['dataset']})": results.mean_std(v)} for k, v in m["students"].items()]
     return rows
 
 
 def table_04(r):
-    return [{"student trained by": k, f"test accuracy ({r['dataset']})": _pm(v)} for k, v in r["metrics"]["students"].items()]
+    return [{"student trained by": k, f"test accuracy ({r['dataset']})": results.mean_std(v)} for k, v in r["metrics"]["students"].items()]
 
 
 def table_05(r):
     m = r["metrics"]
     return [
         {"model": "teacher (float32)", "test accuracy": f"{m['teacher_accuracy']:.4f}", "size (MB)": f"{m['sizes_mb']['teacher']:.3f}"},
-        {"model": "quantized student alone", "test accuracy": _pm(m["q1"]["alone"]), "size (MB)": f"{m['sizes_mb']['student']:.3f}"},
-        {"model": "quantized student distilled", "test accuracy": _pm(m["q1"]["distilled"]), "size (MB)": f"{m['sizes_mb']['student']:.3f}"},
+        {"model": "quantized student alone", "test accuracy": results.mean_std(m["q1"]["alone"]), "size (MB)": f"{m['sizes_mb']['student']:.3f}"},
+        {"model": "quantized student distilled", "test accuracy": results.mean_std(m["q1"]["distilled"]), "size (MB)": f"{m['sizes_mb']['student']:.3f}"},
     ]
 
 

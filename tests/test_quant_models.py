@@ -107,6 +107,15 @@ def test_densenet_parameter_counts_match_seed_001():
     assert round(models.densenet(12).count_params() / 1e6, 2) == 1.03
 
 
+def test_densenet_batchnorm_momentum_reaches_every_batchnorm():
+    def momenta(**kw):
+        net = models.densenet(4, blocks=(2, 2), input_shape=(28, 28, 1), stem="small", **kw)
+        return {layer.momentum for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)}
+
+    assert momenta() == {0.99}
+    assert momenta(bn_momentum=0.9) == {0.9}
+
+
 @pytest.mark.parametrize(
     "build,shape",
     [

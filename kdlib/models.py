@@ -119,7 +119,8 @@ def densenet(
 
     ``bn_momentum`` is the BatchNorm layers' moving-average momentum: Keras's 0.99 (the seed's)
     suits long runs; in a run of a few hundred steps the moving statistics lag so far behind
-    that the model evaluates near chance (notebook 02's ``cpu`` profile uses 0.9).
+    the weights that the model evaluates near chance for the first epochs and far below its
+    training accuracy after them (notebook 02's ``cpu`` profile uses 0.9).
     """
     if stem not in ("imagenet", "small"):
         raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}")

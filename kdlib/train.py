@@ -41,8 +41,8 @@ def make_optimizer(name: str = "adam", lr: float = 1e-3, decay_steps: int | None
 
     With ``decay_steps`` the learning rate follows a cosine from ``lr`` down to 0 over that many
     steps (Loshchilov & Hutter's schedule without restarts): a short training run then ends at
-    a small learning rate instead of stopping mid-stride, which is worth about two points for
-    the 5-epoch ``cpu`` teacher of notebook 03."""
+    a small learning rate instead of stopping mid-stride (notebook 03's ``cpu`` teacher went from
+    89.0 % after 3 epochs at a constant rate to 91.2 % after 5 epochs with this decay)."""
     if decay_steps is not None:
         if int(decay_steps) != decay_steps or decay_steps < 1:
             raise ValueError(f"decay_steps must be a positive integer, got {decay_steps!r}")

@@ -30,6 +30,17 @@ def test_papermill_parameters_reach_the_record(tmp_path):
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
 
 
+def test_the_tensorboard_parameter_writes_a_log_per_student(tmp_path):
+    nb = ROOT / "notebooks" / "02_densenet_teacher_student_mnist.ipynb"
+    logs = tmp_path / "tb"
+    error = runner.execute(nb, tmp_path / nb.name, profile="smoke", results_dir=tmp_path, parameters={"tensorboard": str(logs)})
+    assert error is None, error
+    students = sorted(d.name for d in logs.iterdir() if d.name.startswith("student"))
+    assert students == [f"student{i}_seed0" for i in range(4)]  # alone, T=4, T=10 with and without T²
+    for name in students:
+        assert list((logs / name).rglob("events.out.tfevents.*")), name
+
+
 def test_a_failing_notebook_keeps_its_partial_output_and_reports_the_cell(tmp_path):
     nb = nbformat.v4.new_notebook(
         cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom')"), nbformat.v4.new_code_cell("y = 2")]

@@ -4,6 +4,8 @@ The deck's Markdown holds the words; its figures and tables are regenerated here
 committed records under results/ with kdlib.plots, so the slides cannot disagree with the
 notebooks. reveal.js and KaTeX come from the npm registry (slides/package.json) and are copied
 next to index.html: the built deck loads nothing from the internet and works opened from disk.
+Only the files index.html loads are copied (STYLESHEETS, SCRIPTS, and what their CSS imports,
+fonts in one format each), with the licences that must travel with them.
 
 Directives in deck.md (each on its own line):
     ::figure NAME       a figure made by FIGURES[NAME] from the records
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import html
 import json
+import posixpath
+import re
 import shutil
 import subprocess
 import sys
@@ -194,13 +198,72 @@ def npm_assets() -> Path:
     return modules
 
 
+# What index.html loads, relative to node_modules/ and to build/ alike. KaTeX is rendered by its
+# auto-render extension before reveal.js starts (no math plugin: it would load the same files).
+STYLESHEETS = ("reveal.js/dist/reveal.css", "reveal.js/dist/theme/white.css", "katex/dist/katex.min.css")
+SCRIPTS = (
+    "reveal.js/dist/reveal.js",
+    "reveal.js/plugin/notes/notes.js",
+    "katex/dist/katex.min.js",
+    "katex/dist/contrib/auto-render.min.js",
+)
+# MIT (reveal.js, KaTeX and its fonts) and SIL OFL (the theme's Source Sans Pro) ask for these.
+LICENSES = ("reveal.js/LICENSE", "katex/LICENSE", "reveal.js/dist/theme/fonts/source-sans-pro/LICENSE")
+FONT_FORMATS = ("woff2", "woff")  # preferred first; every browser that runs reveal.js 5 reads both
+CSS_URL = re.compile(r"""url\(\s*['"]?([^'")]+?)['"]?\s*\)""")
+
+
+def one_font_format(css: str) -> str:
+    """The stylesheet with each @font-face reduced to one source: woff2, else woff."""
+
+    def face(match: re.Match) -> str:
+        block = match.group(1)
+        sources = re.findall(r"""url\(\s*['"]?([^'")]+?)['"]?\s*\)\s*format\(\s*['"]?([\w-]+)""", block)
+        usable = [s for s in sources if s[1] in FONT_FORMATS]
+        if not usable:
+            raise SystemExit(f"no {' or '.join(FONT_FORMATS)} source in @font-face{{{block}}}")
+        url, fmt = min(usable, key=lambda s: FONT_FORMATS.index(s[1]))
+        rest = re.sub(r"src\s*:[^;}]*;?\s*", "", block).strip()
+        return f'@font-face{{src:url({url}) format("{fmt}");{rest}}}'
+
+    return re.sub(r"@font-face\s*\{([^}]*)\}", face, css)
+
+
+def local_urls(css: str) -> list[str]:
+    """The files a stylesheet refers to by url() or @import, without query or fragment."""
+    urls = CSS_URL.findall(css) + re.findall(r"""@import\s+['"]([^'"]+)['"]""", css)
+    return [re.split(r"[?#]", u)[0] for u in urls if not u.startswith(("data:", "http:", "https:", "//", "#"))]
+
+
+def vendor(path: str, modules: Path, done: set[str]) -> None:
+    """Copy node_modules/PATH to build/PATH; a stylesheet also brings the files it refers to."""
+    if path in done:
+        return
+    done.add(path)
+    source, target = modules / path, BUILD / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.suffix != ".css":
+        shutil.copyfile(source, target)
+        return
+    css = one_font_format(source.read_text(encoding="utf-8"))
+    target.write_text(css, encoding="utf-8")
+    for url in local_urls(css):
+        vendor(posixpath.normpath(posixpath.join(posixpath.dirname(path), url)), modules, done)
+
+
+def vendor_assets(modules: Path) -> None:
+    """Copy into build/ the files index.html loads, those their CSS refers to, and the licences."""
+    done: set[str] = set()
+    for path in STYLESHEETS + SCRIPTS + LICENSES:
+        vendor(path, modules, done)
+
+
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>Knowledge distillation — the kdlib course</title>
-<link rel="stylesheet" href="reveal.js/dist/reveal.css">
-<link rel="stylesheet" href="reveal.js/dist/theme/white.css">
+{stylesheets}
 <style>
 .reveal {{ font-size: 30px; }}
 .reveal h1 {{ font-size: 1.8em; }} .reveal h2 {{ font-size: 1.25em; }}
@@ -216,12 +279,11 @@ TEMPLATE = """<!DOCTYPE html>
 <div class="reveal"><div class="slides">
 {slides}
 </div></div>
-<script src="reveal.js/dist/reveal.js"></script>
-<script src="reveal.js/plugin/math/math.js"></script>
-<script src="reveal.js/plugin/notes/notes.js"></script>
+{scripts}
 <script>
-Reveal.initialize({{ hash: true, slideNumber: "c/t", transition: "none", plugins: [RevealMath.KaTeX, RevealNotes],
-  katex: {{ local: "katex", delimiters: [{{left: "$$", right: "$$", display: true}}, {{left: "\\\\(", right: "\\\\)", display: false}}] }} }});
+renderMathInElement(document.querySelector(".reveal .slides"),
+  {{ delimiters: [{{left: "$$", right: "$$", display: true}}, {{left: "\\\\(", right: "\\\\)", display: false}}] }});
+Reveal.initialize({{ hash: true, slideNumber: "c/t", transition: "none", plugins: [RevealNotes] }});
 </script>
 </body>
 </html>
@@ -235,15 +297,16 @@ def build() -> Path:
         shutil.rmtree(BUILD)
     figures = BUILD / "figures"
     figures.mkdir(parents=True)
-    for package in ("reveal.js", "katex"):
-        shutil.copytree(modules / package, BUILD / package, ignore=shutil.ignore_patterns("*.map", "test", "demo.html"))
+    vendor_assets(modules)
     recs = records()
     sections = []
     for text in (HERE / "deck.md").read_text().split("\n---\n"):
         attrs = ' class="title"' if text.lstrip().startswith("<!-- section -->") else ""
         sections.append(f"<section{attrs}>\n{render_slide(text, recs, figures)}\n</section>")
     index = BUILD / "index.html"
-    index.write_text(TEMPLATE.format(slides="\n".join(sections)))
+    stylesheets = "\n".join(f'<link rel="stylesheet" href="{path}">' for path in STYLESHEETS)
+    scripts = "\n".join(f'<script src="{path}"></script>' for path in SCRIPTS)
+    index.write_text(TEMPLATE.format(slides="\n".join(sections), stylesheets=stylesheets, scripts=scripts))
     (BUILD / "slides.json").write_text(json.dumps({"slides": len(sections)}))
     print(f"{len(sections)} slides -> {index}")
     return index

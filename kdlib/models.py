@@ -2,7 +2,9 @@
 from the data, so the CIFAR-10 / SVHN architectures also build for 28x28x1 images.
 
 ``width`` multiplies the number of channels/units of a builder: the ``cpu`` profile uses
-narrower versions of the papers' networks. Layers named ``"hint"`` (teacher) and ``"guided"``
+narrower versions of the papers' networks. ``augment`` (every builder) puts a
+``kdlib.data.Augment`` layer after the input: it augments each training batch on the device and
+does nothing at inference. Layers named ``"hint"`` (teacher) and ``"guided"``
 (student) are FitNets' taps (see ``kdlib.distill.HintTrainer``).
 """
 
@@ -14,10 +16,20 @@ import keras
 from keras import layers
 
 from kdlib import quant
+from kdlib.data import augment as _augment
 
 
 def _w(n: int, width: float) -> int:
     return max(1, round(n * width))
+
+
+def _inputs(input_shape, augment: str | None):
+    """The model's input and, with ``augment`` (``"jitter"`` or ``"flip_crop"``), the
+    augmentation layer on it: active in training only, so the model predicts on clean images."""
+    inputs = keras.Input(input_shape)
+    if _augment.check(augment) is None:
+        return inputs, inputs
+    return inputs, _augment.Augment(augment, name="augment")(inputs)
 
 
 def _head(x, num_classes: int):
@@ -32,11 +44,12 @@ def mnist_cnn(
     dropout: float = 0.3,
     initializer: str = "glorot_uniform",
     width: float = 1.0,
+    augment: str | None = None,
     name: str = "mnist_cnn",
 ) -> keras.Model:
     """Seed 000's CNN: three conv(3x3)-maxpool-dropout stages (32, 64, 128 filters), a dense
     layer of 625 units with dropout, and the logits."""
-    x = inputs = keras.Input(input_shape)
+    inputs, x = _inputs(input_shape, augment)
     for filters in (32, 64, 128):
         x = layers.Conv2D(_w(filters, width), 3, padding="same", activation="relu", kernel_initializer=initializer)(x)
         x = layers.MaxPooling2D(2, padding="same")(x)
@@ -54,11 +67,12 @@ def mlp(
     hidden: Sequence[int] = (1200, 1200),
     dropout: float = 0.0,
     input_dropout: float = 0.0,
+    augment: str | None = None,
     name: str = "mlp",
 ) -> keras.Model:
     """A ReLU multilayer perceptron: Hinton et al.'s MNIST teacher (2x1200, dropout 0.5 on
     hidden units, 0.2 on inputs) and student (2x800, no dropout)."""
-    x = inputs = keras.Input(input_shape)
+    inputs, x = _inputs(input_shape, augment)
     x = layers.Flatten()(x)
     if input_dropout:
         x = layers.Dropout(input_dropout)(x)
@@ -74,11 +88,12 @@ def strided_cnn(
     num_classes: int = 10,
     *,
     filters: Sequence[int] = (256, 512),
+    augment: str | None = None,
     name: str = "strided_cnn",
 ) -> keras.Model:
     """Seed 002's teacher: conv(3x3, stride 2) + LeakyReLU(0.2), max-pool (stride 1),
     conv(3x3, stride 2), then the logits; about 1.4 M parameters at the seed's filters."""
-    x = inputs = keras.Input(input_shape)
+    inputs, x = _inputs(input_shape, augment)
     x = layers.Conv2D(filters[0], 3, strides=2, padding="same")(x)
     x = layers.LeakyReLU(0.2)(x)
     x = layers.MaxPooling2D(2, strides=1, padding="same")(x)
@@ -106,6 +121,8 @@ def densenet(
     *,
     stem: str = "imagenet",
     bn_momentum: float = 0.99,
+    image_size: int | None = None,
+    augment: str | None = None,
     name: str = "densenet",
 ) -> keras.Model:
     """DenseNet-BC as seed 001 builds it (DenseNet-121 at the default ``blocks``).
@@ -121,10 +138,15 @@ def densenet(
     suits long runs; in a run of a few hundred steps the moving statistics lag so far behind
     the weights that the model evaluates near chance for the first epochs and far below its
     training accuracy after them (notebook 02's ``cpu`` profile uses 0.9).
+
+    ``image_size``: resize the input images (bilinear) to this size inside the model, as the
+    DenseNet notebook feeds 28x28 MNIST digits to the network at 112x112.
     """
     if stem not in ("imagenet", "small"):
         raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}")
-    x = inputs = keras.Input(input_shape)
+    inputs, x = _inputs(input_shape, augment)
+    if image_size is not None and tuple(input_shape[:2]) != (image_size, image_size):
+        x = layers.Resizing(image_size, image_size, name="resize")(x)  # on the device, per batch
     if stem == "imagenet":
         x = layers.Conv2D(2 * growth_rate, 7, strides=2, padding="same")(x)
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
@@ -153,6 +175,7 @@ def vgg_teacher(
     *,
     width: float = 1.0,
     batch_norm: bool = True,
+    augment: str | None = None,
     name: str = "vgg_teacher",
 ) -> keras.Model:
     """Seed 003's VGG-style teacher: conv 64-64, pool, 128-128, pool, 256x3 (the last one's
@@ -171,7 +194,7 @@ def vgg_teacher(
             x = layers.BatchNormalization()(x)
         return layers.ReLU(name=name)(x)
 
-    x = inputs = keras.Input(input_shape)
+    inputs, x = _inputs(input_shape, augment)
     x = layers.MaxPooling2D(2)(conv(conv(x, 64), 64))
     x = layers.MaxPooling2D(2)(conv(conv(x, 128), 128))
     x = conv(conv(conv(x, 256), 256), 256, name="hint")
@@ -186,10 +209,12 @@ def vgg_teacher(
     return keras.Model(inputs, _head(x, num_classes), name=name)
 
 
-def fitnet_student(input_shape=(32, 32, 3), num_classes: int = 10, *, width: float = 1.0, name: str = "fitnet_student") -> keras.Model:
+def fitnet_student(
+    input_shape=(32, 32, 3), num_classes: int = 10, *, width: float = 1.0, augment: str | None = None, name: str = "fitnet_student"
+) -> keras.Model:
     """Seed 003's small student: conv 16, pool, conv 32, pool (the ``"guided"`` layer, 8x8 on
     CIFAR), dense 128 with dropout 0.3, logits."""
-    x = inputs = keras.Input(input_shape)
+    inputs, x = _inputs(input_shape, augment)
     x = layers.Conv2D(_w(16, width), 3, padding="same", activation="relu", kernel_initializer="he_normal")(x)
     x = layers.MaxPooling2D(2)(x)
     x = layers.Conv2D(_w(32, width), 3, padding="same", activation="relu")(x)
@@ -211,14 +236,16 @@ PLAIN_CNNS = {
 }
 
 
-def plain_cnn(depth: int, input_shape=(32, 32, 3), num_classes: int = 10, *, width: float = 1.0, name: str | None = None) -> keras.Model:
+def plain_cnn(
+    depth: int, input_shape=(32, 32, 3), num_classes: int = 10, *, width: float = 1.0, augment: str | None = None, name: str | None = None
+) -> keras.Model:
     """Mirzadeh et al.'s (TAKD) plain CNNs of depth 2, 4, 6, 8 or 10: 3x3 convolutions (pad 1)
     each followed by BatchNorm and ReLU, a 2x2 max-pool after each stage, then the dense
     layers and the logits."""
     if depth not in PLAIN_CNNS:
         raise ValueError(f"depth must be one of {sorted(PLAIN_CNNS)}, got {depth!r}")
     stages, hidden = PLAIN_CNNS[depth]
-    x = inputs = keras.Input(input_shape)
+    inputs, x = _inputs(input_shape, augment)
     for stage in stages:
         for filters in stage:
             x = layers.Conv2D(_w(filters, width), 3, padding="same", use_bias=False)(x)
@@ -240,6 +267,7 @@ def svhn_cnn(
     width: float = 1.0,
     weight_bits: int | None = None,
     activation_bits: int | None = None,
+    augment: str | None = None,
     name: str | None = None,
 ) -> keras.Model:
     """A VGG-style SVHN classifier: conv(3x3)-BN-ReLU stages of 32, 64 and 128 filters (two
@@ -261,7 +289,7 @@ def svhn_cnn(
             return quant.QuantReLU(activation_bits)(x)
         return layers.ReLU()(x)
 
-    x = inputs = keras.Input(input_shape)
+    inputs, x = _inputs(input_shape, augment)
     first = True
     for filters in (32, 64, 128):
         x = conv(conv(x, filters, first=first), filters)

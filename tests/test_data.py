@@ -1,4 +1,5 @@
-"""kdlib.data: tiny files in each real format, the checks, the real datasets, the pipelines."""
+"""kdlib.data: tiny files in each real format, the checks, the real datasets, splits, batches and
+augmentation."""
 
 import gzip
 import hashlib
@@ -12,7 +13,10 @@ import numpy as np
 import pytest
 import scipy.io
 
+import keras
+
 from kdlib import data
+from kdlib.data import files
 
 rng = np.random.default_rng(0)
 REAL_DATA_DIR = os.environ.get("KDLIB_DATA_DIR")  # read before the fixture below hides it
@@ -24,16 +28,16 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("KDLIB_DATA_DIR", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path / "kdlib_cache"))
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {})
+    monkeypatch.setattr(files, "SYSTEM_DIRS", {})
 
     def offline(name):
         raise OSError("network is unreachable (test)")
 
-    monkeypatch.setattr(data, "_download", offline)
+    monkeypatch.setattr(files, "_download", offline)
 
 
-def _checksums(monkeypatch, name, files: dict):
-    monkeypatch.setitem(data.CHECKSUMS, name, {**data.CHECKSUMS[name], **files})
+def _checksums(monkeypatch, name, sums: dict):
+    monkeypatch.setitem(files.CHECKSUMS, name, {**files.CHECKSUMS[name], **sums})
 
 
 def _md5(b: bytes) -> str:
@@ -86,12 +90,19 @@ def test_idx_checksum_is_of_the_decompressed_content(tmp_path, monkeypatch):
     np.testing.assert_array_equal(x[..., 0], arrays["train-images-idx3-ubyte.gz"])
 
 
-def test_mnist_npz_loads_without_pickle(tmp_path, monkeypatch):
+def _write_npz(folder: Path, monkeypatch) -> Path:
     buf = io.BytesIO()
     x = rng.integers(0, 256, (12, 28, 28)).astype(np.uint8)
     np.savez(buf, x_train=x, y_train=np.arange(12) % 10, x_test=x[:4], y_test=np.arange(4, dtype=np.uint8))
-    (tmp_path / "mnist.npz").write_bytes(buf.getvalue())
+    (folder / "mnist.npz").write_bytes(buf.getvalue())
     _checksums(monkeypatch, "mnist", {"mnist.npz": hashlib.sha256(buf.getvalue()).hexdigest()})
+    return folder / "mnist.npz"
+
+
+def test_mnist_npz_loads_without_pickle(tmp_path, monkeypatch):
+    f = _write_npz(tmp_path, monkeypatch)
+    with np.load(f) as raw:
+        x = raw["x_train"]
     (xtr, ytr), (xte, yte) = data.load("mnist", data_dir=tmp_path)
     assert xtr.shape == (12, 28, 28, 1) and ytr.dtype == np.int64 and xte.shape == (4, 28, 28, 1)
     np.testing.assert_array_equal(xtr[..., 0], x)
@@ -137,7 +148,7 @@ def test_cifar_archive_is_verified_and_extracted(tmp_path, monkeypatch):
     _checksums(monkeypatch, "cifar10", {"cifar-10-python.tar.gz": _md5(archive.read_bytes())})
     (x, _), _ = data.load("cifar10", data_dir=tmp_path / "data")
     np.testing.assert_array_equal(x[:3], batches["data_batch_1"][0].transpose(0, 2, 3, 1))
-    assert (data.keras_cache() / "cifar-10-batches-py" / "test_batch").is_file()
+    assert (files.keras_cache() / "cifar-10-batches-py" / "test_batch").is_file()
 
 
 def test_cifar_pickle_with_code_is_refused_even_with_a_matching_checksum(tmp_path, monkeypatch):
@@ -245,7 +256,7 @@ def test_standin_is_announced_and_named(tmp_path, monkeypatch, capsys):
     assert ds.class_names[0] == "T-shirt/top"
     banner = capsys.readouterr().out
     assert "STAND-IN DATA" in banner and "'cifar10' is not available" in banner
-    assert "stand-in for cifar10" in ds.describe()
+    assert "Fashion-MNIST (stand-in for CIFAR-10)" in ds.describe() and ds.label.startswith("Fashion")
     with pytest.raises(data.DatasetNotFoundError):
         data.load("cifar10", data_dir=tmp_path)  # no stand-in unless asked for
 
@@ -269,14 +280,52 @@ def test_verified_files_are_not_hashed_again(tmp_path, monkeypatch):
     _checksums(monkeypatch, "mnist", sums)
     data.load("mnist", data_dir=tmp_path)
     calls = []
-    real = data._digest
-    monkeypatch.setattr(data, "_digest", lambda b, e: calls.append(1) or real(b, e))
+    real = files._digest
+    monkeypatch.setattr(files, "_digest", lambda b, e: calls.append(1) or real(b, e))
     data.load("mnist", data_dir=tmp_path)
     assert calls == []
     f = tmp_path / "mnist" / "train-labels-idx1-ubyte.gz"
     os.utime(f, ns=(1, 1))  # a changed file is hashed again
     data.load("mnist", data_dir=tmp_path)
     assert calls == [1]
+
+
+def test_a_file_rewritten_with_its_size_and_time_kept_is_hashed_again(tmp_path, monkeypatch):
+    f = _write_npz(tmp_path, monkeypatch)
+    data.load("mnist", data_dir=tmp_path)  # verified and remembered
+    st = f.stat()
+    raw = bytearray(f.read_bytes())
+    raw[-30] ^= 0xFF  # one byte changed: the same size
+    f.write_bytes(bytes(raw))
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the modification time put back
+    assert f.stat().st_size == st.st_size and f.stat().st_mtime_ns == st.st_mtime_ns
+    with pytest.raises(data.ChecksumError, match="mnist.npz"):
+        data.load("mnist", data_dir=tmp_path)
+
+
+def test_reverify_hashes_every_file_again(tmp_path, monkeypatch):
+    _, sums = write_idx_set(tmp_path / "mnist")
+    _checksums(monkeypatch, "mnist", sums)
+    data.load("mnist", data_dir=tmp_path)
+    calls = []
+    real = files._digest
+    monkeypatch.setattr(files, "_digest", lambda b, e: calls.append(1) or real(b, e))
+    monkeypatch.setenv("KDLIB_REVERIFY", "1")
+    data.load("mnist", data_dir=tmp_path)
+    assert len(calls) == 4
+
+
+def test_an_unreadable_file_is_reported_as_such_not_as_corrupt(tmp_path, monkeypatch):
+    _, sums = write_idx_set(tmp_path / "mnist")
+    _checksums(monkeypatch, "mnist", sums)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(files.gzip, "open", denied)
+    with pytest.raises(PermissionError, match="cannot read it.*permissions.*do not delete") as err:
+        data.load("mnist", data_dir=tmp_path)
+    assert "not a complete gzip" not in str(err.value)
 
 
 # --------------------------------------------------------------------------- splits
@@ -298,46 +347,101 @@ def test_subset_and_validation_split_are_stratified_and_disjoint():
         data.subset(x, y, 2000)
 
 
-# --------------------------------------------------------------------------- pipelines
+def _toy_dataset(n=1000):
+    y = np.arange(n) % 10
+    return data.Dataset((np.zeros((n, 4, 4, 1), np.uint8), y), (np.zeros((10, 4, 4, 1), np.uint8), y[:10]), name="mnist")
 
 
-def test_pipeline_shapes_dtypes_and_scaling():
+def test_splits_never_train_on_fewer_images_than_asked():
+    ds = _toy_dataset()
+    assert len(data.splits(ds, 100, 900).train[1]) == 900
+    assert len(data.splits(ds, 100, None).train[1]) == 900
+    with pytest.raises(ValueError, match=r"n_train \(only 10 of mnist's 1,000 training images remain after n_val=990\) must be in 1..10, got 500"):
+        data.splits(ds, 990, 500)
+    with pytest.raises(ValueError, match="the validation size must be in 1..999, got 1000"):
+        data.split_validation(*ds[0], 1000)
+    with pytest.raises(ValueError, match="n_val must be a whole number"):
+        data.splits(ds, 2.5, 10)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def test_batches_shapes_dtypes_and_scaling():
     x = rng.integers(0, 256, (10, 28, 28, 1)).astype(np.uint8)
     y = np.arange(10)
-    batches = list(data.to_dataset(x, y, 4).as_numpy_iterator())
+    batches = list(data.Batches(x, y, 4))
     assert [b[0].shape for b in batches] == [(4, 28, 28, 1), (4, 28, 28, 1), (2, 28, 28, 1)]
     assert batches[0][0].dtype == np.float32 and batches[0][1].dtype == np.int64
     np.testing.assert_allclose(batches[0][0], x[:4] / 255.0, rtol=1e-6)
-    resized = next(data.to_dataset(x, y, 4, image_size=56).as_numpy_iterator())[0]
-    assert resized.shape == (4, 56, 56, 1)
+    wide = data.Batches(x.astype(np.int32), y, 4)  # any integer pixels are scaled, not only uint8
+    np.testing.assert_allclose(wide[0][0], x[:4] / 255.0, rtol=1e-6)
+    features = rng.normal(size=(10, 6)).astype(np.float32)  # floats are taken as they are
+    np.testing.assert_array_equal(data.Batches(features, y, 4)[0][0], features[:4])
 
 
-def test_cached_logits_stay_aligned_after_shuffling():
+@pytest.mark.parametrize(
+    "x,y,kwargs,message",
+    [
+        (np.full((4, 2, 2, 1), 255.0), np.zeros(4, int), {}, "unscaled pixels"),
+        (np.full((4, 2, 2, 1), 300, np.int32), np.zeros(4, int), {}, "pixel values 0..255"),
+        (np.zeros((0, 2, 2, 1), np.uint8), np.zeros(0, int), {}, "at least one sample"),
+        (np.zeros((4, 2, 2, 1), np.uint8), np.array([0.0, 2.7, 1.0, 3.0]), {}, "integer class indices"),
+        (np.zeros((4, 2, 2, 1), np.uint8), np.zeros(3, int), {}, "x has 4 samples but y has 3"),
+        (np.zeros((4, 2, 2, 1), np.uint8), -np.ones(4, int), {}, "non-negative integers"),
+        (np.zeros((4, 2, 2, 1), np.uint8), np.zeros(4, int), {"teacher_logits": np.zeros((3, 10))}, "3 teacher logits for 4 images"),
+        (np.zeros((4, 2, 2, 1), np.uint8), np.full(4, 12), {"teacher_logits": np.zeros((4, 10))}, "a label is 12 but the teacher logits have 10 classes"),
+        (np.zeros((4, 2, 2, 1), np.uint8), np.zeros(4, int), {"teacher_logits": np.full((4, 10), np.nan)}, "NaN"),
+        (np.full((4, 2, 2, 1), np.nan, np.float32), np.zeros(4, int), {}, "NaN"),
+    ],
+)
+def test_bad_batches_are_refused_before_any_training(x, y, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        data.Batches(x, y, 2, **kwargs)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        data.Batches(np.zeros((4, 2), np.uint8), np.zeros(4, int), 0)
+
+
+def test_cached_logits_stay_aligned_after_shuffling_and_every_fit_sees_the_same_batches():
     n = 50
     x = np.arange(n, dtype=np.uint8).reshape(n, 1, 1, 1) * np.ones((1, 2, 2, 1), np.uint8)
     y = np.arange(n) % 10
     logits = np.stack([np.arange(n), -np.arange(n)], axis=1).astype(np.float32)  # encodes the index
-    ds = data.to_dataset(x, y, 8, shuffle=True, seed=3, teacher_logits=logits)
-    seen = []
-    for _ in range(2):
+    logits = np.concatenate([logits, np.zeros((n, 8), np.float32)], axis=1)
+    ds = data.Batches(x, y, 8, shuffle=True, seed=3, teacher_logits=logits)
+
+    def epoch():
         order = []
-        for images, labels, t in ds.as_numpy_iterator():
+        for images, labels, t in ds:
             idx = np.rint(images[:, 0, 0, 0] * 255).astype(int)
             np.testing.assert_array_equal(t[:, 0], idx)
             np.testing.assert_array_equal(labels, idx % 10)
             order += idx.tolist()
-        assert sorted(order) == list(range(n))
-        seen.append(order)
+        ds.on_epoch_end()
+        return order
+
+    seen = [epoch(), epoch()]
+    assert sorted(seen[0]) == list(range(n))
     assert seen[0] != list(range(n)) and seen[0] != seen[1]  # shuffled, and reshuffled per epoch
+    ds.restart()
+    assert epoch() == seen[0]  # the same sequence again, as kdlib.train.fit starts every run
+    other = data.Batches(x, y, 8, shuffle=True, seed=3)
+    assert [int(v) for v in np.rint(other[0][0][:, 0, 0, 0] * 255)] == seen[0][:8]
 
 
+# --------------------------------------------------------------------------- augmentation
+
+
+@pytest.mark.backend
 @pytest.mark.parametrize("augment,pad", [("jitter", 2), ("flip_crop", 4)])
-def test_augmentation_translates_within_its_padding(augment, pad):
+def test_augmentation_translates_within_its_padding_on_the_device(augment, pad):
     n = 512
-    x = np.zeros((n, 12, 12, 1), np.uint8)
-    x[:, 5, 6, 0] = 255  # one bright pixel, far enough from the border to stay inside
-    batch = next(data.to_dataset(x, np.zeros(n, int), n, augment=augment, seed=1).as_numpy_iterator())[0]
-    positions = np.array([np.argwhere(img[..., 0] > 0.5)[0] for img in batch])
+    x = np.zeros((n, 12, 12, 1), np.float32)
+    x[:, 5, 6, 0] = 1.0  # one bright pixel, far enough from the border to stay inside
+    layer = data.Augment(augment, seed=1)
+    out = np.asarray(keras.ops.convert_to_numpy(layer(x, training=True)))
+    assert np.allclose(out.sum(axis=(1, 2, 3)), 1.0)  # an exact shift: the pixel moves whole
+    positions = np.array([np.argwhere(img[..., 0] > 0.5)[0] for img in out])
     rows, cols = set(positions[:, 0]), set(positions[:, 1])
     assert rows == set(range(5 - pad, 5 + pad + 1))  # every offset in [-pad, pad] occurs
     unflipped = set(range(6 - pad, 6 + pad + 1))
@@ -346,16 +450,14 @@ def test_augmentation_translates_within_its_padding(augment, pad):
         assert cols == unflipped
     else:  # horizontal flips put the pixel where no translation alone can
         assert cols == unflipped | flipped and (flipped - unflipped) <= cols
+    np.testing.assert_array_equal(np.asarray(keras.ops.convert_to_numpy(layer(x, training=False))), x)
+    again = data.Augment(augment, seed=1)(x, training=True)
+    np.testing.assert_array_equal(np.asarray(keras.ops.convert_to_numpy(again)), out)  # seeded
 
 
-def test_augmentation_with_cached_logits_is_refused():
-    x = np.zeros((4, 8, 8, 1), np.uint8)
-    with pytest.raises(ValueError, match="augmentation with cached teacher logits is refused"):
-        data.to_dataset(x, np.zeros(4, int), 2, teacher_logits=np.zeros((4, 10)), augment="jitter")
-    with pytest.raises(ValueError, match="3 teacher logits for 4 images"):
-        data.to_dataset(x, np.zeros(4, int), 2, teacher_logits=np.zeros((3, 10)))
-    with pytest.raises(ValueError, match="non-negative integers"):
-        data.to_dataset(x, -np.ones(4, int), 2)
+def test_unknown_augmentation_is_refused():
+    with pytest.raises(ValueError, match="augment must be None or one of"):
+        data.Augment("mixup")
 
 
 # --------------------------------------------------------------------------- the real datasets

@@ -1,4 +1,4 @@
-"""Datasets from their official files, verified, and fast ``tf.data`` input pipelines.
+"""Datasets from their official files, verified (NumPy only: no TensorFlow, no Keras needed).
 
 ``load(name)`` returns ``(x_train, y_train), (x_test, y_test)`` as NumPy arrays (images
 ``uint8`` NHWC, labels ``int64`` in 0..9); the returned object also carries ``.name`` (the
@@ -15,8 +15,13 @@ In each place it tries the dataset's usual sub-folders (``mnist/``, ``fashion-mn
 ``cifar-10-batches-py/``, ``svhn/``, ...) and then the place itself. Every file is checked
 against its known checksum before use (IDX ``.gz`` files by their decompressed content, so the
 official and Debian's re-compressed copies both pass); a file that fails is an error, never
-used. Verified files are remembered (by path, size and modification time) so a second load does
-not hash them again. Pickled CIFAR batches are unpickled only after their checksum matched, and
+used. Verified files are remembered so a second load does not hash them again: by path, size,
+modification time, inode and inode-change time (``ctime``). Rewriting a file in place changes its
+``ctime`` even when its size and modification time are put back, so an edited file is hashed
+again; what the cache trusts is that nobody rewrites a file without the filesystem noticing. Set
+``KDLIB_REVERIFY=1`` to hash every file again regardless (or delete ``verified.json`` in the
+kdlib cache folder). Downloads are checked against the checksum their source publishes: SHA-256
+for Keras's ``mnist.npz``; the Fashion-MNIST, CIFAR-10 and SVHN sources publish MD5 only. Pickled CIFAR batches are unpickled only after their checksum matched, and
 then with an unpickler that only builds NumPy arrays.
 
 Offline, a dataset that is not found is an error naming every place searched, unless you ask
@@ -55,6 +60,10 @@ CLASS_NAMES = {
     ],
     "svhn": [str(d) for d in range(10)],
 }
+
+# (train, test) sizes of the official datasets: lets a notebook's settings be checked before
+# any file is read.
+SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000), "svhn": (73257, 26032)}
 
 IDX_FILES = (
     "train-images-idx3-ubyte.gz",
@@ -138,6 +147,9 @@ WHAT_TO_PUT = {
 }
 
 
+PRETTY = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "svhn": "SVHN"}
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """The dataset is in none of the places searched and could not be downloaded."""
 
@@ -166,11 +178,18 @@ class Dataset(tuple):
     def is_standin(self) -> bool:
         return self.name != self.requested
 
+    @property
+    def label(self) -> str:
+        """The dataset's name for titles, axes and tables: ``"CIFAR-10"``, or
+        ``"Fashion-MNIST (stand-in for CIFAR-10)"`` when a stand-in was loaded."""
+        if self.is_standin:
+            return f"{PRETTY[self.name]} (stand-in for {PRETTY[self.requested]})"
+        return PRETTY[self.name]
+
     def describe(self) -> str:
         """One line: what was loaded, from where, and its shape."""
         (x, _), (xt, _) = self
-        what = f"{self.name} (stand-in for {self.requested})" if self.is_standin else self.name
-        return f"{what}: {len(x)} train / {len(xt)} test images of {'x'.join(map(str, x.shape[1:]))} from {self.source}"
+        return f"{self.label}: {len(x):,} train / {len(xt):,} test images of {'x'.join(map(str, x.shape[1:]))}"
 
 
 # --------------------------------------------------------------------------- checksums
@@ -190,10 +209,12 @@ def _verified_db() -> Path:
 
 def _stamp(path: Path, expected: str) -> str:
     st = path.stat()
-    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{expected}"
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{st.st_ctime_ns}|{expected}"
 
 
 def _is_verified(path: Path, expected: str) -> bool:
+    if os.environ.get("KDLIB_REVERIFY", "") not in ("", "0"):
+        return False
     try:
         return _stamp(path, expected) in json.loads(_verified_db().read_text())
     except (OSError, ValueError):
@@ -229,10 +250,26 @@ def _check(path: Path, content: bytes, expected: str, what: str = "") -> None:
 # --------------------------------------------------------------------------- readers
 
 
+def _unreadable(path: Path, e: OSError) -> PermissionError:
+    return PermissionError(
+        f"{path}: cannot read it ({e.strerror or e}); check the file's permissions. The file "
+        "itself may be fine: do not delete it for this."
+    )
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except PermissionError as e:
+        raise _unreadable(path, e) from e
+
+
 def _read_gz(path: Path) -> bytes:
     try:
         with gzip.open(path, "rb") as f:
             return f.read()
+    except PermissionError as e:
+        raise _unreadable(path, e) from e
     except (OSError, EOFError) as e:
         raise DatasetFormatError(f"{path}: not a complete gzip file ({e}); delete it and load again") from e
 
@@ -269,7 +306,7 @@ def _read_idx_set(folder: Path, checksums: dict) -> tuple | None:
 def _read_mnist(folder: Path) -> tuple | None:
     npz = folder / "mnist.npz"
     if npz.is_file():
-        raw = npz.read_bytes()
+        raw = _read_bytes(npz)
         _check(npz, raw, CHECKSUMS["mnist"]["mnist.npz"], "file")
         with np.load(io.BytesIO(raw), allow_pickle=False) as f:
             x, y, xt, yt = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
@@ -299,7 +336,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    raw = path.read_bytes()
+    raw = _read_bytes(path)
     _check(path, raw, CHECKSUMS["cifar10"][path.name], "file")
     batch = _ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
     data = np.asarray(batch[b"data"], dtype=np.uint8)
@@ -333,7 +370,7 @@ def _read_cifar_folder(folder: Path) -> tuple | None:
 
 def _extract_cifar(archive: Path) -> Path:
     """Verify the official archive and extract its batches into the Keras cache."""
-    _check(archive, archive.read_bytes(), CHECKSUMS["cifar10"][archive.name], "file")
+    _check(archive, _read_bytes(archive), CHECKSUMS["cifar10"][archive.name], "file")
     target = keras_cache() / "cifar-10-batches-py"
     try:
         with tarfile.open(archive, "r:gz") as tar:
@@ -358,7 +395,7 @@ def _read_cifar(folder: Path) -> tuple | None:
 def _svhn_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
     from scipy.io import loadmat
 
-    raw = path.read_bytes()
+    raw = _read_bytes(path)
     _check(path, raw, CHECKSUMS["svhn"][path.name], "file")
     try:
         mat = loadmat(io.BytesIO(raw))
@@ -493,159 +530,3 @@ def load(
             f"KDLIB_DATA_DIR) the same code runs on {name!r}.\n{banner}"
         )
         return Dataset(*data, name=standin, requested=name, source=data.source)
-
-
-# --------------------------------------------------------------------------- splits
-
-
-def _stratified_indices(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` indices of ``y`` with every class in proportion to its frequency (largest
-    remainder rounding), in random order."""
-    y = np.asarray(y).reshape(-1)
-    if not 0 < n <= len(y):
-        raise ValueError(f"n must be in 1..{len(y)}, got {n}")
-    classes, counts = np.unique(y, return_counts=True)
-    exact = counts * n / len(y)
-    quota = np.floor(exact).astype(int)
-    quota[np.argsort(quota - exact)[: n - quota.sum()]] += 1
-    chosen = [rng.choice(np.flatnonzero(y == c), q, replace=False) for c, q in zip(classes, quota)]
-    return rng.permutation(np.concatenate(chosen))
-
-
-def subset(x: np.ndarray, y: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A stratified random subset of ``n`` samples (the profiles' smaller training sets)."""
-    idx = _stratified_indices(y, n, np.random.default_rng(seed))
-    return x[idx], y[idx]
-
-
-def split_validation(x: np.ndarray, y: np.ndarray, n: int, seed: int = 0):
-    """Split off a stratified validation set of ``n`` samples for model selection, so that the
-    test set is never used to choose anything. Returns ``(x_train, y_train), (x_val, y_val)``."""
-    rng = np.random.default_rng(seed)
-    val = _stratified_indices(y, n, rng)
-    keep = np.ones(len(y), dtype=bool)
-    keep[val] = False
-    train = rng.permutation(np.flatnonzero(keep))
-    return (x[train], y[train]), (x[val], y[val])
-
-
-class Splits(NamedTuple):
-    """``train``, ``val`` and ``test`` as ``(x, y)`` pairs, and the dataset they came from."""
-
-    train: tuple[np.ndarray, np.ndarray]
-    val: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
-    dataset: Dataset
-
-    def fingerprint(self) -> str:
-        """Which training data a model saw (for ``kdlib.cache``)."""
-        from kdlib.cache import fingerprint
-
-        return fingerprint(*self.train)
-
-    def describe(self) -> str:
-        return f"train {len(self.train[1])} · validation {len(self.val[1])} · test {len(self.test[1])}"
-
-
-def splits(dataset: Dataset, n_val: int, n_train: int | None = None, seed: int = 0) -> Splits:
-    """The course's standard splits of a loaded dataset: a stratified validation set of
-    ``n_val`` images taken out of the training set (for model selection), then a stratified
-    subset of ``n_train`` of the remaining training images (all of them if None); the test set
-    untouched. The same arguments always give the same splits."""
-    (x, y), test = dataset
-    train, val = split_validation(x, y, n_val, seed=seed)
-    if n_train is not None and n_train < len(train[1]):
-        train = subset(*train, n_train, seed=seed)
-    return Splits(train, val, test, dataset)
-
-
-# --------------------------------------------------------------------------- tf.data pipelines
-
-AUGMENTATIONS = {"jitter": 2, "flip_crop": 4}
-
-
-@dataclass(frozen=True)
-class _Shift:
-    """Random integer translation by up to ``pad`` pixels (zero fill) and optional flip."""
-
-    pad: int
-    flip: bool
-
-    def __call__(self, images, generator):
-        import tensorflow as tf
-
-        b = tf.shape(images)[0]
-        h, w = images.shape[1], images.shape[2]
-        padded = tf.pad(images, [[0, 0], [self.pad, self.pad], [self.pad, self.pad], [0, 0]])
-        dy = generator.uniform([b], 0, 2 * self.pad + 1, dtype=tf.int32)
-        dx = generator.uniform([b], 0, 2 * self.pad + 1, dtype=tf.int32)
-        rows = dy[:, None] + tf.range(h)[None, :]
-        cols = dx[:, None] + tf.range(w)[None, :]
-        out = tf.gather(padded, rows, axis=1, batch_dims=1)
-        out = tf.gather(out, cols, axis=2, batch_dims=1)
-        if self.flip:
-            flip = generator.uniform([b], 0, 2, dtype=tf.int32) > 0
-            out = tf.where(flip[:, None, None, None], tf.reverse(out, axis=[2]), out)
-        return out
-
-
-def to_dataset(
-    x: np.ndarray,
-    y: np.ndarray,
-    batch_size: int,
-    shuffle: bool = False,
-    seed: int = 0,
-    teacher_logits: np.ndarray | None = None,
-    augment: str | None = None,
-    image_size: int | tuple[int, int] | None = None,
-):
-    """A batched ``tf.data.Dataset`` of ``(images, labels)`` or, with ``teacher_logits``,
-    ``(images, labels, teacher_logits)`` for the ``Distiller``'s cached path.
-
-    Images stay ``uint8`` in memory and are scaled to float32 in [0, 1] per batch; optionally
-    resized to ``image_size``; augmented with ``"jitter"`` (random +-2 px translation, Hinton et
-    al.) or ``"flip_crop"`` (pad 4, random crop, horizontal flip; CIFAR style). Shuffling
-    permutes indices, so cached logits stay aligned with their images. Augmentation with cached
-    logits is refused: the logits were computed for the un-augmented images.
-    """
-    import tensorflow as tf
-
-    x, y = np.asarray(x), np.asarray(y).reshape(-1)
-    if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
-    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
-        raise ValueError("labels must be non-negative integers (class indices)")
-    if augment is not None and augment not in AUGMENTATIONS:
-        raise ValueError(f"augment must be None or one of {tuple(AUGMENTATIONS)}, got {augment!r}")
-    if teacher_logits is not None:
-        if augment is not None:
-            raise ValueError(
-                "augmentation with cached teacher logits is refused: the logits were computed "
-                "for the un-augmented images; use an online teacher (Distiller(student, teacher)) "
-                "or augment=None"
-            )
-        teacher_logits = np.asarray(teacher_logits, dtype=np.float32)
-        if len(teacher_logits) != len(x):
-            raise ValueError(f"{len(teacher_logits)} teacher logits for {len(x)} images")
-    tensors = [tf.constant(x), tf.constant(y)]
-    if teacher_logits is not None:
-        tensors.append(tf.constant(teacher_logits))
-    scale = 255.0 if x.dtype == np.uint8 else 1.0
-    shift = augment and _Shift(AUGMENTATIONS[augment], flip=augment == "flip_crop")
-    generator = tf.random.Generator.from_seed(seed) if shift else None
-    size = (image_size, image_size) if isinstance(image_size, int) else image_size
-
-    def gather(idx):
-        batch = [tf.gather(t, idx) for t in tensors]
-        images = tf.cast(batch[0], tf.float32) / scale
-        if shift:
-            images = shift(images, generator)
-        if size is not None:
-            images = tf.image.resize(images, size)
-        return (images, *batch[1:])
-
-    ds = tf.data.Dataset.range(len(x))
-    if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(gather, num_parallel_calls=1 if shift else tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,11 +1,18 @@
-"""Device setup: seeds, GPU memory growth, the mixed-precision policy and multi-GPU strategy.
+"""Device setup: seeds, GPU memory growth, the mixed-precision policy, and data parallelism.
 
 Call :func:`setup` once at the top of a notebook. It prints one line saying what you run on.
+:func:`parallel` trains on several devices with the backend's own data parallelism:
+``tf.distribute.MirroredStrategy`` on TensorFlow, ``keras.distribution.DataParallel`` on JAX.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import keras
+
+from kdlib import _quiet
 
 PRECISIONS = ("auto", "off", "float16", "bfloat16")
 
@@ -16,15 +23,12 @@ def gpus() -> list[str]:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return [d.name for d in tf.config.list_physical_devices("GPU")]
+        with _quiet.tensorflow_startup():  # the first device query logs "failed call to cuInit"
+            return [d.name for d in tf.config.list_physical_devices("GPU")]
     if backend == "jax":
         import jax
 
         return [str(d) for d in jax.devices() if d.platform == "gpu"]
-    if backend == "torch":
-        import torch
-
-        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     return []
 
 
@@ -58,8 +62,8 @@ def setup(seed: int = 0, mixed_precision: str = "auto", verbose: bool = True) ->
     Losses stay float32 under any policy (``kdlib.losses`` casts the logits).
     """
     keras.utils.set_random_seed(int(seed))
-    _memory_growth()
     found = gpus()
+    _memory_growth()
     policy = policy_name(mixed_precision, bool(found))
     keras.config.set_dtype_policy(policy)
     info = {
@@ -76,18 +80,38 @@ def setup(seed: int = 0, mixed_precision: str = "auto", verbose: bool = True) ->
     return info
 
 
-def strategy(devices: list[str] | None = None):
-    """A ``tf.distribute`` strategy: ``MirroredStrategy`` over ``devices`` if given, or over all
-    GPUs when there are several; otherwise the default (single-device) strategy.
+@contextlib.contextmanager
+def parallel(devices: list[str] | None = None) -> Iterator[object]:
+    """Data parallelism for the current backend: build, compile and fit models inside
+    ``with kdlib.device.parallel():``. Each batch is split across the devices and the gradients
+    are averaged, so the training is the single-device training, faster.
 
-    Build and compile models inside ``with strategy().scope():``. TensorFlow backend only.
+    TensorFlow: a ``tf.distribute.MirroredStrategy`` over ``devices`` (names such as
+    ``"/gpu:0"``), by default every GPU when there are several, else the default strategy.
+    JAX: ``keras.distribution.DataParallel`` over ``devices`` (names such as ``"gpu:0"``; see
+    ``keras.distribution.list_devices()``), by default every device of JAX's default platform;
+    set as the global distribution inside the block and restored after it. Yields the strategy
+    or the distribution. Batch sizes should be a multiple of the number of devices.
     """
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError("tf.distribute strategies need the TensorFlow backend")
-    import tensorflow as tf
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
 
-    if devices is not None:
-        return tf.distribute.MirroredStrategy(devices)
-    if len(tf.config.list_physical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+        if devices is not None:
+            strategy = tf.distribute.MirroredStrategy(devices)
+        elif len(gpus()) > 1:
+            strategy = tf.distribute.MirroredStrategy()
+        else:
+            strategy = tf.distribute.get_strategy()
+        with strategy.scope():
+            yield strategy
+    elif backend == "jax":
+        distribution = keras.distribution.DataParallel(devices=devices or keras.distribution.list_devices())
+        previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(distribution)
+        try:
+            yield distribution
+        finally:
+            keras.distribution.set_distribution(previous)
+    else:
+        raise RuntimeError(f"kdlib.device.parallel supports TensorFlow and JAX, not {backend!r}")

@@ -6,13 +6,13 @@ The ``Distiller`` is a ``keras.Model`` that trains a student from
 * one teacher model,
 * an ensemble (a list of models; their logits are combined, see :func:`combine_logits`),
 * no teacher at all, when every training batch carries cached teacher logits:
-  ``(x, y, teacher_logits)``, as made by ``kdlib.data.to_dataset(..., teacher_logits=...)``,
+  ``(x, y, teacher_logits)``, as made by ``kdlib.data.Batches(..., teacher_logits=...)``,
 * or the ground-truth labels as soft targets (``soft_targets="labels"``, seed 004's Q4).
 
-It overrides ``compute_loss`` (not ``train_step``), so ``fit``, ``evaluate``, callbacks,
-mixed precision and ``tf.distribute`` work as for any Keras model, on every backend.
-The teacher always runs with ``training=False``, behind ``stop_gradient``, and is frozen
-(``teacher.trainable = False``): it gets no gradient and no update.
+It overrides ``call`` and ``compute_loss`` (not ``train_step``), so ``fit``, ``evaluate``,
+callbacks, mixed precision, ``tf.distribute`` and ``keras.distribution`` work as for any Keras
+model, on every backend. The teacher always runs with ``training=False``, behind
+``stop_gradient``: it gets no gradient and no update, and its ``trainable`` flag is not touched.
 
 ``fit`` logs ``loss`` (the weighted total), ``hard_loss``, ``soft_loss`` and the student's
 ``accuracy``; ``evaluate`` (and the ``val_`` logs) report the student alone: its
@@ -29,6 +29,7 @@ import numpy as np
 from keras import ops
 
 from kdlib import losses
+from kdlib.data import augment as augment_lib
 
 COMBINE_RULES = ("mean_logits", "mean_probs")
 SOFT_TARGET_SOURCES = ("teacher", "labels")
@@ -58,6 +59,20 @@ def combine_logits(logits: Sequence, rule: str = "mean_logits", temperature: flo
     return t * (ops.logsumexp(log_probs, axis=0) - np.log(n))
 
 
+def _per_replica(loss):
+    """``loss`` divided by the number of ``tf.distribute`` replicas, as Keras does for its own
+    losses: each replica's gradients are summed across replicas, so a ``compute_loss`` override
+    that skipped this would train with the gradients times the number of devices (and log a loss
+    that many times too large). No-op on one device and on other backends."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            loss = loss / replicas
+    return loss
+
+
 def _as_teachers(teacher) -> list[keras.Model]:
     if teacher is None:
         return []
@@ -78,9 +93,9 @@ def predict_logits(
     """The (combined) logits of a teacher or ensemble for every sample of ``dataset``, as a
     float32 NumPy array, in the dataset's order, computed in batches with ``training=False``.
 
-    ``dataset`` is what the models take: an unshuffled ``kdlib.data.to_dataset(...)`` (its
-    labels are ignored) or a float array of inputs. Cache the result and pass it to
-    ``kdlib.data.to_dataset(..., teacher_logits=...)`` to train without re-running the teacher.
+    ``dataset`` is what the models take: unshuffled ``kdlib.data.Batches`` (its labels are
+    ignored) or a float array of inputs. Pass the result to ``kdlib.data.Batches(...,
+    teacher_logits=...)`` to train without re-running the teacher.
     """
     teachers = _as_teachers(teacher)
     if not teachers:
@@ -91,20 +106,60 @@ def predict_logits(
     return np.asarray(ops.convert_to_numpy(combine_logits(outputs, combine, temperature)))
 
 
-class Distiller(keras.Model):
+class _FrozenTeachers:
+    """For a Keras model that holds teachers: their variables are state the training step reads
+    but never trains. The teachers' own ``trainable`` flags are left as the caller set them (a
+    model used once as a teacher can still be trained on its own afterwards)."""
+
+    _frozen_ids: frozenset = frozenset()
+
+    def _freeze(self, teachers: Sequence[keras.Model]) -> None:
+        self._frozen_ids = frozenset(id(v) for t in teachers for v in t.variables)
+
+    def _trains(self, v) -> bool:
+        return v.trainable and id(v) not in self._frozen_ids
+
+    @property
+    def trainable_weights(self):
+        return [v for v in super().trainable_weights if id(v) not in self._frozen_ids]
+
+    @property
+    def non_trainable_weights(self):
+        return [v for v in self.weights if not self._trains(v)] if self.trainable else self.weights
+
+    @property
+    def trainable_variables(self):
+        return [v for v in super().trainable_variables if id(v) not in self._frozen_ids]
+
+    @property
+    def non_trainable_variables(self):
+        return [v for v in self.variables if not self._trains(v)] if self.trainable else self.variables
+
+
+class Distiller(_FrozenTeachers, keras.Model):
     """Train ``student`` from a teacher, an ensemble, cached logits or the labels.
 
     Args:
         student: the model to train; outputs logits.
         teacher: a trained model, a list of trained models (an ensemble, combined by
             ``combine``), or ``None`` when batches carry cached teacher logits
-            ``(x, y, teacher_logits)`` or when ``soft_targets="labels"``.
+            ``(x, y, teacher_logits)``, when ``soft_targets="labels"``, or when ``alpha=0``
+            (the labels alone: the student trained without a teacher, by the same code).
         temperature: T of the soft term (the hard term is always at T = 1).
         alpha: weight of the soft term; the hard term gets ``1 - alpha``.
         kind: ``"kl"`` or ``"ce"`` soft term (same gradient; see ``kdlib.losses``).
         t2_scaling: multiply the soft term by T**2 (default, Hinton et al.).
         soft_targets: ``"teacher"`` or ``"labels"`` (one-hot labels as the soft targets).
         combine: how an ensemble's logits are combined (:func:`combine_logits`).
+        augment: ``"jitter"`` or ``"flip_crop"``: augment each training batch on the device
+            (``kdlib.data.Augment``) before the teacher and the student see it, so the soft
+            targets are the teacher's answers for the image the student sees. Refused with
+            cached logits, which belong to the un-augmented images.
+
+    In training, the model's forward pass returns ``(student logits, teacher logits)``: the
+    teacher runs in the same compiled step as the student, with ``training=False`` and behind
+    ``stop_gradient``; its variables are state of that step, never trained. At inference
+    (``predict``, ``evaluate``, ``distiller(x)``) it is the student alone.
 
     Keras hands the third element of a batch to ``compute_loss`` as ``sample_weight``; for a
     Distiller without a teacher that slot carries the cached teacher logits. Sample weights
@@ -122,6 +177,7 @@ class Distiller(keras.Model):
         t2_scaling: bool = True,
         soft_targets: str = "teacher",
         combine: str = "mean_logits",
+        augment: str | None = None,
         name: str = "distiller",
     ):
         super().__init__(name=name)
@@ -133,14 +189,25 @@ class Distiller(keras.Model):
             raise ValueError(f"combine must be one of {COMBINE_RULES}, got {combine!r}")
         if kind not in losses.SOFT_KINDS:
             raise ValueError(f"kind must be one of {losses.SOFT_KINDS}, got {kind!r}")
-        self.student = student
-        self.teachers = _as_teachers(teacher)
-        if soft_targets == "labels" and self.teachers:
-            raise ValueError("soft_targets='labels' takes its targets from the labels: pass no teacher")
-        for t in self.teachers:
-            t.trainable = False
         self.temperature = losses.check_temperature(temperature)
         self.alpha = losses.check_alpha(alpha)
+        teachers = _as_teachers(teacher)
+        if any(t is student for t in teachers):
+            raise ValueError("the student cannot be its own teacher: pass two different models")
+        if soft_targets == "labels" and teachers:
+            raise ValueError("soft_targets='labels' takes its targets from the labels: pass no teacher")
+        if augment_lib.check(augment) and not teachers and soft_targets == "teacher" and self.alpha > 0:
+            raise ValueError(
+                "augmentation with cached teacher logits is refused: the logits were computed "
+                "for the un-augmented images; pass the teacher model (Distiller(student, "
+                "teacher, augment=...)) or augment=None"
+            )
+        self.student = student
+        self.teachers = teachers
+        self._freeze(teachers)
+        self.augment = augment_lib.Augment(augment, name="augment") if augment else None
+        if self.augment is not None:
+            self.augment.build(student.input_shape)
         self.kind = kind
         self.t2_scaling = bool(t2_scaling)
         self.soft_targets = soft_targets
@@ -161,8 +228,18 @@ class Distiller(keras.Model):
             kwargs.pop(key, None)
         super().compile(optimizer=optimizer, **kwargs)
 
+    @property
+    def _online(self) -> bool:
+        """True when each training step runs the teacher(s)."""
+        return bool(self.teachers) and self.alpha > 0
+
     def call(self, x, training=None):
-        return self.student(x, training=training)
+        if not training:
+            return self.student(x, training=training)
+        if self.augment is not None:
+            x = self.augment(x, training=True)
+        student = self.student(x, training=True)
+        return (student, self.teacher_logits(x)) if self._online else student
 
     def teacher_logits(self, x):
         """The teachers' (combined) logits for a batch, float32, without gradient."""
@@ -173,10 +250,10 @@ class Distiller(keras.Model):
             combined = combine_logits(outputs, self.combine, self.temperature)
         return ops.stop_gradient(combined)
 
-    def _soft_targets(self, x, y, y_pred, sample_weight):
+    def _soft_targets(self, x, y, student, teacher, sample_weight):
         """``(teacher_logits, target_probs)`` for the soft term, exactly one of them set."""
         if self.soft_targets == "labels":
-            num_classes = y_pred.shape[-1]
+            num_classes = student.shape[-1]
             return None, ops.one_hot(ops.reshape(ops.cast(y, "int32"), (-1,)), num_classes)
         if self.teachers:
             if sample_weight is not None:
@@ -184,12 +261,12 @@ class Distiller(keras.Model):
                     "Distiller with a teacher model got a third batch element; sample "
                     "weights are not supported (cached logits need teacher=None)"
                 )
-            return self.teacher_logits(x), None
+            return (self.teacher_logits(x) if teacher is None else teacher), None
         if sample_weight is None:
             raise ValueError(
                 "this Distiller has no teacher model, so every training batch must carry "
                 "cached teacher logits: (x, y, teacher_logits); see "
-                "kdlib.data.to_dataset(..., teacher_logits=...)"
+                "kdlib.data.Batches(..., teacher_logits=...)"
             )
         return ops.stop_gradient(ops.cast(sample_weight, "float32")), None
 
@@ -197,14 +274,15 @@ class Distiller(keras.Model):
         self._logs_training = bool(training)
         if y_pred is None:
             y_pred = self(x, training=training)
+        student, teacher = y_pred if isinstance(y_pred, tuple) else (y_pred, None)
         if not training:  # evaluation: the student alone
-            return losses.hard_loss(y, y_pred)
+            return _per_replica(losses.hard_loss(y, student))
         teacher_logits, target_probs = (None, None)
         if self.alpha > 0:
-            teacher_logits, target_probs = self._soft_targets(x, y, y_pred, sample_weight)
+            teacher_logits, target_probs = self._soft_targets(x, y, student, teacher, sample_weight)
         hard, soft = losses.kd_terms(
             y,
-            y_pred,
+            student,
             teacher_logits,
             temperature=self.temperature,
             alpha=self.alpha,
@@ -214,10 +292,11 @@ class Distiller(keras.Model):
         )
         self.hard_tracker.update_state(hard)
         self.soft_tracker.update_state(soft)
-        return (1.0 - self.alpha) * hard + self.alpha * soft
+        return _per_replica((1.0 - self.alpha) * hard + self.alpha * soft)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        self.accuracy_tracker.update_state(y, y_pred)
+        student = y_pred[0] if isinstance(y_pred, tuple) else y_pred
+        self.accuracy_tracker.update_state(y, student)
         logs = {"loss": self._loss_tracker.result(), "accuracy": self.accuracy_tracker.result()}
         if self._logs_training:
             logs["hard_loss"] = self.hard_tracker.result()
@@ -251,12 +330,13 @@ def hint_regressor(guided_shape, hint_shape, rule: str = "conv1x1") -> keras.lay
     raise ValueError(f"rule must be 'conv1x1' or 'fitnet', got {rule!r}")
 
 
-class HintTrainer(keras.Model):
+class HintTrainer(_FrozenTeachers, keras.Model):
     """FitNets' stage 1: train the student's layers up to ``guided_layer``, plus a regressor,
     to predict the teacher's ``hint_layer`` features with :func:`kdlib.losses.hint_loss`.
 
     The guided sub-network shares its layers with ``student``, so fitting this model trains
-    the student's lower layers in place; stage 2 is ordinary KD of the whole student.
+    the student's lower layers in place; stage 2 is ordinary KD of the whole student. The
+    teacher is read, never trained, and its ``trainable`` flag is left as it was.
     """
 
     def __init__(
@@ -270,10 +350,11 @@ class HintTrainer(keras.Model):
         name: str = "hint_trainer",
     ):
         super().__init__(name=name)
+        if teacher is student:
+            raise ValueError("the student cannot be its own teacher: pass two different models")
         self.guided = keras.Model(student.inputs, student.get_layer(guided_layer).output)
         self.hint = keras.Model(teacher.inputs, teacher.get_layer(hint_layer).output)
-        teacher.trainable = False
-        self.hint.trainable = False
+        self._freeze([teacher])
         self.regressor = hint_regressor(self.guided.output.shape, self.hint.output.shape, rule)
 
     def call(self, x, training=None):
@@ -283,7 +364,7 @@ class HintTrainer(keras.Model):
         if y_pred is None:
             y_pred = self(x, training=training)
         target = ops.stop_gradient(self.hint(x, training=False))
-        return losses.hint_loss(y_pred, target)
+        return _per_replica(losses.hint_loss(y_pred, target))
 
 
 # --------------------------------------------------------------------------- chains
@@ -309,7 +390,7 @@ def chain(
     Mirzadeh et al. 2020).
 
     ``train_stage(distiller, i)`` compiles and fits stage ``i``'s ``Distiller`` (built with
-    ``distiller_kwargs``) and returns its record. Each stage's teacher is frozen. Returns every
+    ``distiller_kwargs``) and returns its record. Each stage's teacher is read, not trained. Returns every
     stage with its student and record; the last stage's student is the chain's result.
     """
     if len(models) < 2:

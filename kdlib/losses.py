@@ -41,6 +41,7 @@ How the classic formulations map onto the parameters:
 from __future__ import annotations
 
 import math
+import numbers
 
 import keras
 from keras import ops
@@ -53,18 +54,18 @@ SOFT_KINDS = ("kl", "ce")
 
 def check_temperature(temperature: float) -> float:
     """Return ``temperature`` as a float, or raise ValueError unless it is finite and > 0."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
         raise ValueError(f"temperature must be a positive number, got {temperature!r}")
-    if not math.isfinite(temperature) or temperature <= 0:
+    if not math.isfinite(float(temperature)) or temperature <= 0:
         raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
     return float(temperature)
 
 
 def check_alpha(alpha: float) -> float:
     """Return ``alpha`` (weight of the soft term) as a float, or raise unless it is in [0, 1]."""
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
-    if not 0.0 <= alpha <= 1.0:  # also rejects NaN
+    if not 0.0 <= float(alpha) <= 1.0:  # also rejects NaN
         raise ValueError(
             f"alpha is the weight of the soft term and must be in [0, 1], got {alpha!r}"
         )
@@ -128,12 +129,6 @@ def softmax_t(logits, temperature: float = 1.0):
     return ops.softmax(ops.cast(logits, "float32") / temperature, axis=-1)
 
 
-def log_softmax_t(logits, temperature: float = 1.0):
-    """Log-softmax of ``logits / temperature`` over the last axis, in float32."""
-    temperature = check_temperature(temperature)
-    return ops.log_softmax(ops.cast(logits, "float32") / temperature, axis=-1)
-
-
 def soft_targets(teacher_logits, temperature: float):
     """The teacher's soft targets ``q = softmax(z / T)``: class probabilities, rows sum to 1."""
     return softmax_t(teacher_logits, temperature)
@@ -142,15 +137,32 @@ def soft_targets(teacher_logits, temperature: float):
 # --------------------------------------------------------------------------- loss terms
 
 
+def _check_batch(labels, logits) -> None:
+    """One label per row of logits, and at least one row (where the shapes are known)."""
+    n_logits, n_labels = logits.shape[0], labels.shape[0] if len(labels.shape) else 1
+    if n_logits == 0:
+        raise ValueError("empty batch: the loss of zero samples is undefined")
+    if n_logits is not None and n_labels is not None and n_logits != n_labels:
+        raise ValueError(f"{n_labels} labels for {n_logits} rows of logits: one label per sample")
+
+
 def hard_loss(labels, student_logits):
     """Mean cross-entropy of integer ``labels`` with ``softmax(student_logits)`` at T = 1.
 
-    Labels outside ``0..C-1`` raise ValueError (eager) or make the loss NaN (compiled).
+    Labels outside ``0..C-1``, or labels with a fractional part (2.7 is no class), raise
+    ValueError (eager) or make the loss NaN (compiled).
     """
     logits = _logits(student_logits, "student logits")
     num_classes = logits.shape[-1]
-    labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
-    valid = ops.logical_and(labels >= 0, labels < num_classes)
+    labels = ops.reshape(labels, (-1,))
+    _check_batch(labels, logits)
+    valid = ops.ones(ops.shape(labels), "bool")
+    if not keras.backend.is_int_dtype(keras.backend.standardize_dtype(labels.dtype)):
+        whole = ops.equal(ops.cast(labels, "float32"), ops.round(ops.cast(labels, "float32")))
+        _assert(ops.all(whole), "labels must be whole class indices, got a fractional label")
+        valid = whole
+    labels = ops.cast(labels, "int32")
+    valid = ops.logical_and(valid, ops.logical_and(labels >= 0, labels < num_classes))
     _assert(ops.all(valid), f"labels out of range: every label must be in 0..{num_classes - 1}")
     per_sample = -ops.sum(ops.one_hot(labels, num_classes) * ops.log_softmax(logits), axis=-1)
     return ops.mean(ops.where(valid, per_sample, float("nan")))
@@ -189,6 +201,10 @@ def soft_loss(
     else:
         q = ops.cast(target_probs, "float32")
         _check_same_shape(student, q)
+        _assert(
+            ops.logical_and(ops.all(q >= 0), ops.all(ops.abs(ops.sum(q, axis=-1) - 1.0) < 1e-3)),
+            "target_probs must be probabilities: non-negative rows that sum to 1",
+        )
         # 0 * log 0 = 0: clamp only inside the log, where q == 0 makes the term vanish anyway.
         log_q = ops.log(ops.maximum(q, 1e-30))
     if kind == "kl":
@@ -291,12 +307,6 @@ def logit_gradient(loss_fn, logits):
         import jax
 
         return np.asarray(jax.grad(loss_fn)(x))
-    if backend == "torch":
-        import torch
-
-        v = torch.tensor(x, requires_grad=True)
-        loss_fn(v).backward()
-        return v.grad.numpy()
     raise NotImplementedError(f"no gradient for backend {backend!r}")
 
 

@@ -33,12 +33,17 @@ def test_auto_precision_is_float16_on_a_gpu_only():
         device.policy_name("fp8", has_gpu=True)
 
 
-def test_strategy_is_the_default_one_on_a_single_device():
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("tf.distribute needs TensorFlow")
-    import tensorflow as tf
+@pytest.mark.backend
+def test_parallel_on_one_device_is_the_default_strategy_or_a_one_device_mesh():
+    with device.parallel() as p:
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
 
-    assert device.strategy() is tf.distribute.get_strategy()
+            assert p is tf.distribute.get_strategy()
+        else:
+            assert keras.distribution.distribution() is p
+    if keras.backend.backend() == "jax":
+        assert keras.distribution.distribution() is None  # restored after the block
 
 
 def test_soft_target_plot_has_one_bar_group_per_temperature():
@@ -53,6 +58,10 @@ def test_soft_target_plot_has_one_bar_group_per_temperature():
 def test_curves_and_sweep_plots():
     fig = plots.curves({"a": {"val_accuracy": [0.1, 0.5]}, "b": {"val_accuracy": [0.2, 0.4, 0.6]}})
     assert [len(line.get_xdata()) for line in fig.axes[0].lines] == [2, 3]
+    fig = plots.curves({"a": [{"val_accuracy": [0.1, 0.5]}, {"val_accuracy": [0.3, 0.7]}]})  # two seeds
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [0.2, 0.6])
+    assert len(fig.axes[0].collections) == 1  # the band between the seeds
+    assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())  # whole epochs
     fig = plots.sweep({"KD": {2: [0.8, 0.82], 4: [0.85, 0.87]}}, "T", baselines={"alone": [0.7, 0.72]})
     ax = fig.axes[0]
     assert len(ax.containers) == 1 and ax.get_xlabel() == "T"

@@ -1,18 +1,22 @@
 """Train-or-load of trained models, so a re-run does not retrain its teachers.
 
 A model is stored as ``<name>-<key>.keras`` under ``$KDLIB_CACHE_DIR`` (default
-``~/.cache/kdlib``), where ``key`` hashes the builder's name, its configuration and a
-fingerprint of the training data: change any of them and the model is trained anew. Files are
-written atomically (a crash never leaves half a model), loaded with Keras's safe mode (no
-arbitrary code), and a file that cannot be read is reported and retrained, never fatal.
+``~/.cache/kdlib``), where ``key`` hashes the configuration (the builder and its arguments, see
+:func:`describe`, and the training recipe) and a fingerprint of the training data: change any
+of them and the model is trained anew. Files are written atomically (a crash never leaves half
+a model), loaded with Keras's safe mode (no arbitrary code), and a file that cannot be read,
+model or metadata, is reported and retrained, never fatal. The folder is checked for writing
+before any training, so a trained model is never lost to a folder it cannot be saved in.
 Beside each model, ``<name>-<key>.json`` keeps what its training returned (history, metrics).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -22,12 +26,21 @@ import numpy as np
 
 from kdlib import _io
 
-FORMAT = 1  # bump to invalidate every cached model after an incompatible change
+FORMAT = 2  # bump to invalidate every cached model after an incompatible change
 
 
 def cache_dir() -> Path:
-    """``$KDLIB_CACHE_DIR`` or ``~/.cache/kdlib``."""
-    return Path(os.environ.get("KDLIB_CACHE_DIR", Path.home() / ".cache" / "kdlib")).expanduser()
+    """``$KDLIB_CACHE_DIR`` or ``~/.cache/kdlib``, as an absolute path."""
+    return Path(os.environ.get("KDLIB_CACHE_DIR") or Path.home() / ".cache" / "kdlib").expanduser().absolute()
+
+
+def safe_name(name: str) -> str:
+    """``name`` as a file name that stays inside its folder: letters, digits, ``.``, ``_`` and
+    ``-`` kept, anything else (``/``, ``..`` as a whole, spaces) replaced by ``_``."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a name must be a non-empty string, got {name!r}")
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return "_" + cleaned if cleaned.startswith(".") else cleaned
 
 
 def fingerprint(*arrays: np.ndarray) -> str:
@@ -40,17 +53,36 @@ def fingerprint(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def describe(build: Callable) -> dict:
+    """What a builder makes, for a cache key: its qualified name and, for a
+    ``functools.partial``, its arguments. ``describe(partial(mlp, hidden=(800, 800)))`` is
+    ``{"builder": "kdlib.models.mlp", "args": [], "kwargs": {"hidden": [800, 800]}}``."""
+    if isinstance(build, functools.partial):
+        inner = describe(build.func)
+        return {**inner, "args": list(build.args), "kwargs": dict(sorted(build.keywords.items()))}
+    module = getattr(build, "__module__", "?")
+    if getattr(build, "__name__", "") == "<lambda>":
+        raise ValueError(
+            "a lambda cannot describe the model it builds: pass the builder with its arguments, "
+            "e.g. functools.partial(kdlib.models.mlp, hidden=(1200, 1200))"
+        )
+    return {"builder": f"{module}.{getattr(build, '__qualname__', repr(build))}", "args": [], "kwargs": {}}
+
+
 def key(name: str, config: dict, data: str) -> str:
-    """The cache key of a model: builder name + configuration + data fingerprint."""
+    """The cache key of a model: name + configuration + data fingerprint."""
     blob = json.dumps({"name": name, "config": config, "data": data, "format": FORMAT}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _load(path: Path) -> keras.Model | None:
+def _load(path: Path, meta: Path) -> tuple[keras.Model, dict] | None:
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        info = json.loads(meta.read_text())
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+        return keras.saving.load_model(path, compile=False, safe_mode=True), info
     except Exception as e:  # any unreadable file: report, then retrain
-        warnings.warn(f"kdlib.cache: cannot read {path} ({type(e).__name__}: {e}); retraining", stacklevel=3)
+        warnings.warn(f"kdlib.cache: cannot read {path} or {meta.name} ({type(e).__name__}: {e}); retraining", stacklevel=3)
         return None
 
 
@@ -70,18 +102,21 @@ def train_or_load(
     training data's :func:`fingerprint`. Returns ``(model, info)``, where ``info`` is that dict
     plus ``"cached"`` (True when loaded) and ``"path"``.
     """
-    path = cache_dir() / f"{name}-{key(name, config, data)}.keras"
+    folder = cache_dir()
+    path = folder / f"{safe_name(name)}-{key(name, config, data)}.keras"
     meta = path.with_suffix(".json")
     if path.exists() and meta.exists():
-        model = _load(path)
-        if model is not None:
-            info = json.loads(meta.read_text())
+        loaded = _load(path, meta)
+        if loaded is not None:
+            model, info = loaded
             if verbose:
-                print(f"{name}: loaded from cache {path}")
+                print(f"{name}: loaded from the kdlib cache ({path.name})")
             return model, {**info, "cached": True, "path": str(path)}
+    _io.check_writable(folder, "set KDLIB_CACHE_DIR to a writable folder")
     model = build()
     info = train(model) or {}
     with _io.atomic_path(path) as tmp:
         model.save(tmp)
     _io.write_json(meta, info)
     return model, {**info, "cached": False, "path": str(path)}
+

@@ -1,12 +1,14 @@
 """Run records and result tables.
 
 A notebook opens a :class:`Run`, logs what it measured, and saves one JSON record:
-notebook, profile, parameters, metrics, seed, dataset, library versions, wall time and the git
-commit when known. Records go to ``$KDLIB_RESULTS_DIR`` or, by default, the repository's
-``results/`` folder; tests and ``make run`` point the variable elsewhere, so the committed
-``cpu`` records are only rewritten on purpose (``make notebooks``).
+notebook, profile, parameters, metrics, seed, dataset, the machine (processor, accelerators,
+backend, dtype policy), library versions, wall time and the git commit. Records go to
+``$KDLIB_RESULTS_DIR`` or, by default, ``runs/<profile>/`` (see :func:`results_dir`); only
+``make notebooks`` writes the committed records in ``results/``.
 
-``python -m kdlib.results DIR`` prints a summary table of the records in ``DIR``.
+``python -m kdlib.results [DIR]`` prints one short table per record in ``DIR`` (default: the
+committed ``cpu`` records in ``results/``). :func:`compare` is the course's test of whether a
+difference between two sets of runs is beyond the noise between seeds.
 """
 
 from __future__ import annotations
@@ -20,36 +22,75 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 from kdlib import _io
+from kdlib.cache import safe_name
 
 REPO = Path(__file__).resolve().parent.parent
+PROFILE_FOLDERS = {"cpu": "results", "full": "results/full"}  # the committed records, by profile
 
 
-def results_dir() -> Path:
-    """``$KDLIB_RESULTS_DIR``, else ``results/`` of the repository kdlib was installed from
-    (editable install), else ``./results``."""
+def _in_checkout() -> bool:
+    return (REPO / "pyproject.toml").exists() and (REPO / "notebooks").is_dir()
+
+
+def results_dir(profile: str | None = None) -> Path:
+    """Where a run's record goes, as an absolute path: ``$KDLIB_RESULTS_DIR`` if set, else
+    ``runs/<profile>/`` of the repository kdlib was installed from (editable install), else
+    ``./runs/<profile>/``. The committed records (``results/``, ``results/full/``) are written
+    only by the command that makes the committed runs, which sets the variable
+    (``make notebooks``; see ``kdlib.runner``): a run from JupyterLab, papermill or ``make run``
+    never replaces them."""
     env = os.environ.get("KDLIB_RESULTS_DIR")
     if env:
-        return Path(env).expanduser()
-    if (REPO / "pyproject.toml").exists() and (REPO / "notebooks").is_dir():
-        return REPO / "results"
-    return Path.cwd() / "results"
+        return Path(env).expanduser().absolute()
+    base = REPO if _in_checkout() else Path.cwd()
+    return (base / "runs" / (profile or "records")).absolute()
 
 
-def git_commit() -> str | None:
-    """The repository's current commit, or None outside a git checkout."""
+def committed_dir(profile: str) -> Path:
+    """The folder of the committed records of ``profile`` (``cpu``: ``results/``, ``full``:
+    ``results/full/``)."""
+    if profile not in PROFILE_FOLDERS:
+        raise ValueError(f"only the {' and '.join(PROFILE_FOLDERS)} runs are committed, not {profile!r}")
+    return REPO / PROFILE_FOLDERS[profile]
+
+
+def git_commit() -> dict:
+    """The repository's current commit and whether the working tree differs from it
+    (``{"commit": None, "dirty": None}`` outside a git checkout)."""
+
+    def git(*args) -> str:
+        return subprocess.run(
+            ["git", "-c", f"safe.directory={REPO}", "-C", str(REPO), *args],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+
     try:
-        out = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
-        )
-        return out.stdout.strip() or None
+        return {"commit": git("rev-parse", "--short", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
     except (OSError, subprocess.SubprocessError):
-        return None
+        return {"commit": None, "dirty": None}
+
+
+def machine() -> dict:
+    """What the run ran on: processor, cores, accelerators, Keras backend and dtype policy."""
+    import keras
+
+    from kdlib import device
+
+    return {
+        "platform": platform.platform(terse=True),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_cores": os.cpu_count(),
+        "accelerators": device.gpus(),
+        "backend": keras.backend.backend(),
+        "dtype_policy": keras.config.dtype_policy().name,
+    }
 
 
 def versions() -> dict:
@@ -74,9 +115,12 @@ def versions() -> dict:
 
 
 def _plain(value):
-    """JSON-friendly copies of NumPy scalars/arrays and nested containers."""
+    """JSON-friendly copies of NumPy scalars/arrays and nested containers; NaN and infinities
+    become None (strict JSON has no such numbers, and a reader should see "no value")."""
     if hasattr(value, "tolist"):
-        return value.tolist()
+        value = value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -102,32 +146,48 @@ class Run:
 
     def record(self) -> dict:
         """The record as a dict (what :meth:`save` writes)."""
+        commit = git_commit()
         return {
             "notebook": self.notebook,
-            "profile": getattr(self.config, "profile", self.config.get("profile")),
+            "profile": self.config.get("profile"),
             "dataset": self.dataset,
             "requested_dataset": self.requested,
             "seed": self.config.get("seed"),
             "params": _plain(self.config),
             "metrics": self.metrics,
+            "machine": machine(),
             "versions": versions(),
-            "git_commit": git_commit(),
+            "git_commit": commit["commit"],
+            "git_dirty": commit["dirty"],
             "started": self.started.isoformat(timespec="seconds"),
             "wall_time_s": round(time.perf_counter() - self._t0, 1),
         }
 
     def save(self, directory: str | os.PathLike | None = None) -> Path:
-        """Write the record atomically to ``<directory>/<notebook>.json``; return its path."""
-        path = Path(directory or results_dir()) / f"{self.notebook}.json"
+        """Write the record atomically to ``<directory>/<notebook>.json`` (default
+        :func:`results_dir`); return its path."""
+        folder = Path(directory) if directory else results_dir(self.config.get("profile"))
+        path = folder / f"{safe_name(self.notebook)}.json"
         _io.write_json(path, self.record())
-        print(f"record saved: {path}")
+        shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name
+        print(f"record saved: {shown}")
         return path
 
 
 def load(directory: str | os.PathLike | None = None) -> list[dict]:
-    """All records in ``directory`` (default :func:`results_dir`), sorted by notebook."""
+    """All records in ``directory`` (default :func:`results_dir`), sorted by notebook. A file
+    that is not a readable record is an error that names it."""
     folder = Path(directory or results_dir())
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    records = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            if not isinstance(record, dict) or "notebook" not in record:
+                raise ValueError("no 'notebook' field")
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: not a readable kdlib record ({e}); re-run its notebook or delete it") from e
+        records.append(record)
+    return records
 
 
 def _fmt(value, digits: int) -> str:
@@ -171,40 +231,102 @@ class Table:
 
 def mean_std(values: Sequence[float], digits: int = 4) -> str:
     """``"mean ± std"`` of repeated measurements (e.g. one accuracy per seed), the form every
-    results table of the course uses; a single value is shown alone, since it has no spread."""
+    results table of the course uses. The spread is the sample standard deviation (``ddof=1``):
+    with three seeds the population formula would understate it by a fifth. A single value is
+    shown alone, since it has no spread."""
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         raise ValueError("mean_std needs at least one value")
     if values.size == 1:
         return f"{values[0]:.{digits}f}"
-    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
-def difference(a: Sequence[float], b: Sequence[float]) -> dict:
-    """Mean of ``a`` minus mean of ``b`` (e.g. accuracies over seeds), the sum of their standard
-    deviations, and whether the difference exceeds that sum: a cautious test of whether a
-    difference is larger than its error bars."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    diff, bars = a.mean() - b.mean(), a.std() + b.std()
-    verdict = "n/a (a single run has no error bar)" if min(len(a), len(b)) < 2 else ("yes" if abs(diff) > bars else "no")
-    return {"difference": f"{diff:+.4f}", "std a + std b": f"{bars:.4f}", "larger than the error bars": verdict}
+@dataclass(frozen=True)
+class Comparison:
+    """Mean of ``a`` minus mean of ``b``, its confidence interval and the test's p-value."""
 
+    difference: float
+    low: float
+    high: float
+    p: float | None
+    test: str
+    level: float = 0.05
 
-def summary(records: Iterable[dict]) -> Table:
-    """One row per record: notebook, profile, dataset, wall time and its headline metrics
-    (the record's ``metrics["headline"]`` dict, if the notebook logged one)."""
-    rows = []
-    for r in records:
-        row = {
-            "notebook": r["notebook"],
-            "profile": r["profile"],
-            "dataset": r["dataset"],
-            "minutes": f"{r['wall_time_s'] / 60:.1f}",
+    @property
+    def beyond_noise(self) -> bool | None:
+        """True when the test rejects "no difference" at ``level``; None without a test."""
+        return None if self.p is None else self.p < self.level
+
+    @property
+    def verdict(self) -> str:
+        if self.p is None:
+            return "n/a (one run has no spread)"
+        return f"{'beyond' if self.beyond_noise else 'within'} noise (p = {self.p:.3f}, {self.test})"
+
+    def row(self, digits: int = 4) -> dict[str, str]:
+        """Table cells: difference, confidence interval, verdict."""
+        ci = "n/a" if self.p is None else f"[{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+        return {
+            "difference": f"{self.difference:+.{digits}f}",
+            f"{1 - self.level:.0%} CI": ci,
+            "beyond noise?": self.verdict,
         }
-        row.update(r.get("metrics", {}).get("headline", {}))
-        rows.append(row)
+
+
+def compare(a: Sequence[float], b: Sequence[float], *, paired: bool = True, level: float = 0.05) -> Comparison:
+    """Is ``mean(a) - mean(b)`` beyond the noise between seeds? A two-sided t-test from SciPy:
+    paired (``scipy.stats.ttest_rel``) when ``a[i]`` and ``b[i]`` come from the same seed, as
+    the course's runs do (same initial weights, same batches: the seed's own luck cancels),
+    else Welch's (``ttest_ind(equal_var=False)``). Returns the difference, its ``1 - level``
+    confidence interval and the p-value; ``beyond_noise`` when p < ``level``."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = float(a.mean() - b.mean())
+    if min(len(a), len(b)) < 2:
+        return Comparison(diff, diff, diff, None, "none", level)
+    if paired:
+        if len(a) != len(b):
+            raise ValueError(f"a paired test needs one value per seed in each, got {len(a)} and {len(b)}")
+        d = a - b
+        if np.allclose(d, d[0], rtol=0, atol=1e-12):  # no spread: no t statistic, yet a clear answer
+            return Comparison(diff, diff, diff, 1.0 if d[0] == 0 else 0.0, "paired t", level)
+        result = stats.ttest_rel(a, b)
+    else:
+        result = stats.ttest_ind(a, b, equal_var=False)
+    ci = result.confidence_interval(1 - level)
+    return Comparison(diff, float(ci.low), float(ci.high), float(result.pvalue), "paired t" if paired else "Welch t", level)
+
+
+def compare_table(
+    comparisons: Sequence[tuple[str, Sequence[float], Sequence[float]]], *, digits: int = 4, paired: bool = True
+) -> Table:
+    """A table of :func:`compare` results, one row per ``(label, a, b)``: each side's
+    ``mean ± std``, the difference, its confidence interval and the verdict."""
+    rows = []
+    for label, a, b in comparisons:
+        rows.append({"comparison": label, "a": mean_std(a, digits), "b": mean_std(b, digits),
+                     **compare(a, b, paired=paired).row(digits)})  # fmt: skip
     return Table(rows)
 
 
+def _headline_table(record: dict) -> Table:
+    rows = [{"measure": k, "value": v} for k, v in record.get("metrics", {}).get("headline", {}).items()]
+    return Table(rows, columns=["measure", "value"])
+
+
+def summary(records: Iterable[dict]) -> str:
+    """One short table per record: its headline measures, under a line that says which
+    notebook, profile, dataset and how long it ran."""
+    parts = []
+    for r in records:
+        minutes = r.get("wall_time_s", 0) / 60
+        data = r.get("dataset") or "?"
+        if r.get("requested_dataset") not in (None, data):
+            data += f" (stand-in for {r['requested_dataset']})"
+        parts.append(f"{r['notebook']} · {r['profile']} profile · {data} · {minutes:.1f} min\n{_headline_table(r)}")
+    return "\n\n".join(parts) if parts else "(no records)"
+
+
 if __name__ == "__main__":
-    print(summary(load(sys.argv[1] if len(sys.argv) > 1 else None)))
+    folder = sys.argv[1] if len(sys.argv) > 1 else committed_dir("cpu")
+    print(summary(load(folder)))

@@ -1,11 +1,16 @@
-"""Execute the course notebooks with papermill: ``make run`` and ``make notebooks``.
+"""Execute the course notebooks with papermill: ``make run``, ``make notebooks``.
 
-``python -m kdlib.runner --profile cpu --out runs/cpu`` executes every ``notebooks/NN_*.ipynb``
-into ``runs/cpu/`` (executed copies and their records), showing papermill's progress bar, and
-prints a summary table of the records at the end. ``--in-place`` re-executes the committed
-notebooks themselves and writes their records to ``results/``. A notebook whose cell fails
-stops there; its partial executed copy is kept, the failing cell and error are shown, the
-others still run, and the exit status is non-zero.
+``python -m kdlib.runner --profile cpu`` executes every ``notebooks/NN_*.ipynb`` into
+``runs/cpu/`` (executed copies and their records) and prints the records' summary at the end.
+``--commit`` makes the committed runs instead: at ``cpu`` it re-executes the notebooks in place
+and writes their records to ``results/``; at ``full`` it writes executed copies to
+``notebooks/full/`` and records to ``results/full/``. A committed notebook is replaced only when
+its run succeeds: each run goes to a temporary file first, and a failed run is kept in
+``runs/<profile>/`` for inspection, with the failing cell and error shown. The other notebooks
+still run, and the exit status is non-zero.
+
+Every run executes with ``KDLIB_PROFILE``, an absolute ``KDLIB_RESULTS_DIR`` and
+``KDLIB_PROGRESS=line`` (one line per training run in the outputs, not a live bar).
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from kdlib import results
+from kdlib import profiles, results
 
 NOTEBOOKS = results.REPO / "notebooks"
 
@@ -27,16 +33,18 @@ def notebooks(only: str | None = None) -> list[Path]:
     return [nb for nb in found if only is None or only in nb.name]
 
 
-def execute(notebook: Path, output: Path, *, profile: str, results_dir: Path, parameters: dict | None = None) -> str | None:
-    """Run one notebook with papermill; return None on success or a description of the error.
-
-    The kernel inherits ``KDLIB_PROFILE`` and ``KDLIB_RESULTS_DIR`` from this process, so no
-    parameter cell is injected unless ``parameters`` are given.
-    """
+def execute(
+    notebook: Path, output: Path, *, profile: str, results_dir: Path, parameters: dict | None = None
+) -> str | None:
+    """Run one notebook with papermill into ``output``; return None on success or a description
+    of the error. The kernel inherits ``KDLIB_PROFILE``, ``KDLIB_RESULTS_DIR`` (absolute) and
+    ``KDLIB_PROGRESS`` from this process; ``parameters`` are injected as papermill's."""
     import papermill
 
+    profiles.resolve(profile)
     os.environ["KDLIB_PROFILE"] = profile
-    os.environ["KDLIB_RESULTS_DIR"] = str(results_dir)
+    os.environ["KDLIB_RESULTS_DIR"] = str(Path(results_dir).absolute())
+    os.environ.setdefault("KDLIB_PROGRESS", "line")
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         papermill.execute_notebook(
@@ -52,35 +60,63 @@ def execute(notebook: Path, output: Path, *, profile: str, results_dir: Path, pa
     return None
 
 
+def _destination(nb: Path, profile: str, commit: bool, out: Path) -> Path:
+    if not commit:
+        return out / nb.name
+    return nb if profile == "cpu" else NOTEBOOKS / profile / nb.name
+
+
+def run_one(nb: Path, profile: str, *, commit: bool, out: Path, records: Path) -> str | None:
+    """Execute ``nb``; write it to its destination only if the run succeeds."""
+    final = _destination(nb, profile, commit, out)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{nb.stem}.", suffix=".ipynb")
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        error = execute(nb, tmp, profile=profile, results_dir=records)
+        if error is None:
+            os.replace(tmp, final)
+        else:
+            failed = out / nb.name
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, failed)
+            error += f"\n    the failed run is kept in {failed}; {final} is unchanged"
+        return error
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Execute the course notebooks with papermill.")
-    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "full"])
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", type=Path, help="folder for executed copies and records")
-    where.add_argument("--in-place", action="store_true", help="re-execute the committed notebooks")
+    parser.add_argument("--profile", default=os.environ.get("KDLIB_PROFILE") or "cpu", choices=profiles.PROFILES)
+    parser.add_argument("--out", type=Path, help="folder for executed copies and records (default runs/<profile>)")
+    parser.add_argument("--commit", action="store_true", help="make the committed runs (cpu: in place; full: notebooks/full/)")
     parser.add_argument("--only", help="run only notebooks whose file name contains this")
     args = parser.parse_args(argv)
-
+    if args.commit and args.profile not in results.PROFILE_FOLDERS:
+        parser.error(f"--commit makes the committed runs of {' and '.join(results.PROFILE_FOLDERS)}, not {args.profile}")
     todo = notebooks(args.only)
     if not todo:
         parser.error(f"no notebook matches {args.only!r} in {NOTEBOOKS}")
-    records = results.REPO / "results" if args.in_place else args.out
+    out = (args.out or results.REPO / "runs" / args.profile).absolute()
+    records = results.committed_dir(args.profile) if args.commit else out
     failures = {}
     for i, nb in enumerate(todo, 1):
-        output = nb if args.in_place else args.out / nb.name
-        print(f"[{i}/{len(todo)}] {nb.name} at profile {args.profile} -> {output}", flush=True)
+        where = _destination(nb, args.profile, args.commit, out)
+        print(f"[{i}/{len(todo)}] {nb.name} at profile {args.profile} -> {where}", flush=True)
         start = time.perf_counter()
-        error = execute(nb, output, profile=args.profile, results_dir=records)
+        error = run_one(nb, args.profile, commit=args.commit, out=out, records=records)
         minutes = (time.perf_counter() - start) / 60
         if error:
             failures[nb.name] = error
-            print(f"    FAILED after {minutes:.1f} min at {error}\n    partial output kept in {output}", flush=True)
+            print(f"    FAILED after {minutes:.1f} min at {error}", flush=True)
         else:
             print(f"    done in {minutes:.1f} min", flush=True)
-    print(f"\nRecords in {records}:")
-    print(results.summary(results.load(records)))
+    done = [r for r in results.load(records) if any(r["notebook"] == nb.stem for nb in todo)] if records.is_dir() else []
+    print(f"\nRecords in {records}:\n{results.summary(done)}")
     if failures:
-        print(f"\n{len(failures)} notebook(s) failed: " + "; ".join(f"{k} ({v})" for k, v in failures.items()))
+        print(f"\n{len(failures)} notebook(s) failed:\n" + "\n".join(f"  {k}: {v}" for k, v in failures.items()))
         return 1
     return 0
 

@@ -16,14 +16,14 @@ def toy_notebook(monkeypatch):
     monkeypatch.setitem(
         profiles.NOTEBOOKS,
         "99_toy",
-        {"seed": 0, "epochs": profiles.P(1, 5, 50), "temperature": 4.0, "grid": profiles.P((2,), (2, 4), (2, 4, 8))},
+        {"seed": 0, "epochs": profiles.P(1, 5, 50), "temperature": 4.0, "temperatures": profiles.P((2,), (2, 4), (2, 4, 8))},
     )
 
 
 def test_profile_values_and_overrides(toy_notebook, monkeypatch):
     monkeypatch.delenv("KDLIB_PROFILE", raising=False)
     cfg = profiles.get("99_toy")
-    assert cfg.profile == "cpu" and cfg.epochs == 5 and cfg.grid == (2, 4) and cfg.temperature == 4.0
+    assert cfg.profile == "cpu" and cfg.epochs == 5 and cfg.temperatures == (2.0, 4.0) and cfg.temperature == 4.0
     assert profiles.get("99_toy", "full").epochs == 50
     assert profiles.get("99_toy", "smoke", epochs=3, temperature=None).epochs == 3
     assert profiles.get("99_toy", "smoke", temperature=None).temperature == 4.0
@@ -41,40 +41,102 @@ def test_unknown_profile_notebook_or_knob_lists_the_valid_names(toy_notebook, mo
     monkeypatch.setenv("KDLIB_PROFILE", "laptop")
     with pytest.raises(ValueError, match="unknown profile 'laptop'"):
         profiles.get("99_toy")
-    with pytest.raises(ValueError, match="unknown knob\\(s\\) temprature for 99_toy; valid knobs: seed, epochs, temperature, grid"):
+    with pytest.raises(ValueError, match="unknown setting\\(s\\) temprature for 99_toy; valid settings: seed, epochs, temperature, temperatures"):
         profiles.get("99_toy", "cpu", temprature=2.0)
     with pytest.raises(ValueError, match="unknown notebook '42_nothing'"):
         profiles.get("42_nothing")
 
 
-def test_every_notebook_defines_its_knobs_for_all_profiles():
+def test_every_setting_of_every_notebook_has_a_spec_and_valid_values_at_every_profile():
     for name, knobs in profiles.NOTEBOOKS.items():
-        assert "seed" in knobs, name
-        for knob, value in knobs.items():
-            if isinstance(value, profiles.P):
-                assert all(v is not None for v in value), (name, knob)
+        assert "seed" in knobs and "seeds" in knobs, name
+        assert set(knobs) <= set(profiles.SPECS), (name, set(knobs) - set(profiles.SPECS))
+        for profile in profiles.PROFILES:
+            profiles.get(name, profile)  # every profile's values pass their checks
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"epochs": "abc"}, "epochs must be a number"),
+        ({"epochs": 2.5}, "epochs must be a whole number"),
+        ({"epochs": 0}, r"epochs must be in \[1, inf\]"),
+        ({"temperature": -1}, r"temperature must be in \[0.001, 10000\]"),
+        ({"alpha": 1.5}, r"alpha must be in \[0, 1\]"),
+        ({"alpha": float("nan")}, "alpha must be finite"),
+        ({"seeds": True}, "seeds must be a number"),
+        ({"n_transfer": 1000000}, "n_transfer=1,000,000 but mnist has 60,000 training images and n_val=5,000 leaves 55,000"),
+        ({"n_val": 60000}, "leaves no training image"),
+        ({"student_hidden": "128"}, "student_hidden must be a non-empty list"),
+        ({"student_hidden": [128, 0]}, r"each of student_hidden must be in \[1, inf\]"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_work_with_the_setting_and_its_range(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        profiles.get("00_soft_targets_temperature", "cpu", **overrides)
+
+
+def test_the_stand_in_datasets_sizes_are_checked_too():
+    with pytest.raises(ValueError, match="mixed_precision must be one of"):
+        profiles.get("02_densenet_teacher_student_mnist", "cpu", mixed_precision="fp8")
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        profiles.get("03_fitnet_hints_cifar10", "cpu", dataset="imagenet")
+    with pytest.raises(ValueError, match="n_train=55,000 but cifar10 has 50,000 training images: choose"):
+        profiles.get("04_teacher_assistant_cifar10", "cpu", n_train=55000)
+    with pytest.raises(ValueError, match="n_train=71,000 but svhn has 73,257 training images and n_val=2,500 leaves 70,757"):
+        profiles.get("05_quantized_student_svhn", "cpu", n_train=71000)
+
+
+def test_parameters_cells_declare_every_setting_once():
+    for name, knobs in profiles.NOTEBOOKS.items():
+        namespace = {}
+        exec(profiles.parameters_cell(name), namespace)
+        declared = [k for k in namespace if k != "__builtins__"]
+        assert declared == ["profile", *knobs], name
+        assert all(namespace[k] is None for k in declared)
+        cfg = profiles.from_cell(name, {**namespace, "epochs": 3} if "epochs" in knobs else namespace)
+        assert cfg.profile == profiles.resolve() and cfg.get("epochs", 3) == 3
+    with pytest.raises(ValueError, match="does not define seeds"):
+        profiles.from_cell("00_soft_targets_temperature", {"profile": None, "seed": None})
 
 
 def test_run_record_is_written_atomically_with_what_a_reader_needs(tmp_path, toy_notebook):
     cfg = profiles.get("99_toy", "smoke", epochs=2)
     run = results.Run("99_toy", cfg, dataset="fashion_mnist", requested="cifar10")
-    run.log(accuracy=np.float32(0.5), per_seed=np.array([0.1, 0.2]), headline={"student": 0.5})
+    run.log(accuracy=np.float32(0.5), per_seed=np.array([0.1, 0.2]), headline={"student": 0.5}, lost=float("nan"), inf=[1.0, np.inf])
     path = run.save(tmp_path)
-    record = json.loads(path.read_text())
+    record = json.loads(path.read_text())  # strict JSON: no NaN
     assert record["profile"] == "smoke" and record["params"]["epochs"] == 2 and record["seed"] == 0
     assert record["dataset"] == "fashion_mnist" and record["requested_dataset"] == "cifar10"
     assert record["metrics"]["per_seed"] == [pytest.approx(0.1), pytest.approx(0.2)]
+    assert record["metrics"]["lost"] is None and record["metrics"]["inf"] == [1.0, None]
     assert {"python", "keras", "numpy", "kdlib"} <= set(record["versions"]) and record["wall_time_s"] >= 0
+    assert {"processor", "cpu_cores", "accelerators", "backend", "dtype_policy"} <= set(record["machine"])
+    assert record["git_commit"] and isinstance(record["git_dirty"], bool)  # this is a git checkout
     assert [p.name for p in tmp_path.iterdir()] == ["99_toy.json"]  # no temporary file left
-    table = results.summary(results.load(tmp_path))
-    assert "fashion_mnist" in str(table) and "| notebook | profile |" in table._repr_markdown_()
+    text = results.summary(results.load(tmp_path))
+    assert "99_toy · smoke profile · fashion_mnist (stand-in for cifar10)" in text and "student" in text
 
 
-def test_results_dir_follows_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("KDLIB_RESULTS_DIR", str(tmp_path))
-    assert results.results_dir() == tmp_path
+def test_records_go_to_the_run_folder_unless_told_otherwise(tmp_path, monkeypatch, toy_notebook):
     monkeypatch.delenv("KDLIB_RESULTS_DIR")
-    assert results.results_dir() == results.REPO / "results"
+    assert results.results_dir("smoke") == results.REPO / "runs" / "smoke"
+    monkeypatch.setenv("KDLIB_RESULTS_DIR", "relative/records")
+    monkeypatch.chdir(tmp_path)
+    assert results.results_dir() == tmp_path / "relative" / "records"  # absolute, resolved now
+    assert results.committed_dir("cpu") == results.REPO / "results"
+    assert results.committed_dir("full") == results.REPO / "results" / "full"
+    with pytest.raises(ValueError, match="only the cpu and full runs are committed"):
+        results.committed_dir("smoke")
+    run = results.Run("../../escape", {"profile": "smoke"})
+    path = run.save(tmp_path / "here")
+    assert path.parent == tmp_path / "here" and path.name == "_.._.._escape.json"
+
+
+def test_a_broken_record_is_named(tmp_path):
+    (tmp_path / "00_x.json").write_text('{"notebook": "00_x", "profile": "cpu"')
+    with pytest.raises(ValueError, match="00_x.json: not a readable kdlib record"):
+        results.load(tmp_path)
 
 
 def test_table_renders_text_and_markdown():
@@ -106,6 +168,37 @@ def test_cache_trains_once_then_loads(tmp_path, monkeypatch):
     cache.train_or_load("tiny", _tiny, train, config={"epochs": 1}, data=cache.fingerprint(np.arange(11)))
     assert calls == [1, 1, 1]
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json"] * 3 + [".keras"] * 3
+
+
+@pytest.mark.parametrize("meta", ["", '{"best', "[1, 2]"])
+def test_an_empty_or_truncated_cache_record_is_retrained_not_fatal(tmp_path, monkeypatch, meta):
+    monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path))
+    fp = cache.fingerprint(np.zeros(3))
+    _, info = cache.train_or_load("tiny", _tiny, lambda m: {"a": 1}, config={}, data=fp)
+    cache.Path(info["path"]).with_suffix(".json").write_text(meta)
+    calls = []
+    with pytest.warns(UserWarning, match="retraining"):
+        _, info = cache.train_or_load("tiny", _tiny, lambda m: calls.append(1) or {}, config={}, data=fp)
+    assert calls == [1] and not info["cached"]
+
+
+def test_an_unwritable_cache_is_found_before_training(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("KDLIB_CACHE_DIR", str(blocker / "cache"))  # under a file: cannot exist
+    calls = []
+    with pytest.raises(PermissionError, match="cannot write to the kdlib cache|KDLIB_CACHE_DIR"):
+        cache.train_or_load("tiny", _tiny, lambda m: calls.append(1) or {}, config={}, data="x")
+    assert calls == []
+
+
+def test_names_cannot_leave_their_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path / "cache"))
+    _, info = cache.train_or_load("../../outside", _tiny, lambda m: {}, config={}, data="x")
+    assert cache.Path(info["path"]).parent == tmp_path / "cache"
+    assert cache.safe_name("../x y") == "_.._x_y" and cache.safe_name("a.b-c_1") == "a.b-c_1"
+    with pytest.raises(ValueError, match="non-empty string"):
+        cache.safe_name("")
 
 
 def test_unreadable_cache_file_is_reported_and_retrained(tmp_path, monkeypatch):
@@ -145,19 +238,44 @@ def test_default_cache_dir(monkeypatch):
     assert cache.cache_dir() == cache.Path(os.path.expanduser("~/.cache/kdlib"))
 
 
-def test_difference_compares_means_against_the_error_bars():
-    assert results.difference([0.9, 0.92], [0.8, 0.82])["larger than the error bars"] == "yes"
-    d = results.difference([0.9, 0.95], [0.89, 0.93])
-    assert d["larger than the error bars"] == "no" and d["difference"] == "+0.0150" and d["std a + std b"] == "0.0450"
-    assert results.difference([0.9], [0.8])["larger than the error bars"].startswith("n/a")
+def test_describe_names_the_builder_and_its_arguments():
+    import functools
+
+    from kdlib import models
+
+    described = cache.describe(functools.partial(models.mlp, (28, 28, 1), hidden=(800, 800), name="s"))
+    assert described == {"builder": "kdlib.models.mlp", "args": [(28, 28, 1)], "kwargs": {"hidden": (800, 800), "name": "s"}}
+    assert cache.describe(models.mlp)["builder"] == "kdlib.models.mlp"
 
 
-def test_mean_std_uses_the_population_spread_and_shows_a_single_value_alone():
+def test_compare_is_scipys_paired_or_welch_t_test():
+    from scipy import stats
+
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(0.9, 0.01, 5), rng.normal(0.88, 0.01, 5)
+    paired = results.compare(a, b)
+    reference = stats.ttest_rel(a, b)
+    assert paired.p == pytest.approx(reference.pvalue) and paired.test == "paired t"
+    d = a - b  # the confidence interval of the mean difference, from the t distribution
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    assert (paired.low, paired.high) == (pytest.approx(d.mean() - half), pytest.approx(d.mean() + half))
+    welch = results.compare(a, b, paired=False)
+    assert welch.p == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue) and welch.test == "Welch t"
+    assert results.compare([0.9, 0.91, 0.92], [0.8, 0.81, 0.82]).beyond_noise  # the same gain every seed
+    noisy = results.compare([0.90, 0.80, 0.85], [0.85, 0.86, 0.84])
+    assert not noisy.beyond_noise and "within noise" in noisy.verdict
+    assert results.compare([0.9], [0.8]).verdict.startswith("n/a")
+    assert set(paired.row()) == {"difference", "95% CI", "beyond noise?"}
+    with pytest.raises(ValueError, match="one value per seed"):
+        results.compare([1, 2, 3], [1, 2])
+
+
+def test_mean_std_uses_the_sample_spread_and_shows_a_single_value_alone():
     rng = np.random.default_rng(3)
     values = rng.uniform(0.8, 0.9, size=5)
-    mean, std = float(np.mean(values, dtype=np.float64)), float(np.sqrt(np.mean((values - values.mean()) ** 2)))
+    mean, std = float(np.mean(values)), float(np.sqrt(np.sum((values - values.mean()) ** 2) / 4))
     assert results.mean_std(values) == f"{mean:.4f} ± {std:.4f}"
-    assert results.mean_std([127, 130, 126], digits=1) == "127.7 ± 1.7"
+    assert results.mean_std([127, 130, 126], digits=1) == "127.7 ± 2.1"
     assert results.mean_std([0.91234]) == "0.9123"
     with pytest.raises(ValueError, match="at least one"):
         results.mean_std([])

@@ -1,5 +1,6 @@
 """Matplotlib figures the notebooks and slides share. Each function returns a ``Figure``:
-Jupyter shows it once (as a cell's value), ``fig.savefig`` writes it.
+Jupyter shows it once (as a cell's value), ``fig.savefig`` writes it. Spreads over seeds are
+the sample standard deviation, as in the tables (``kdlib.results.mean_std``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -17,6 +19,11 @@ def _figure(width: float, height: float) -> Figure:
     fig = plt.figure(figsize=(width, height), layout="constrained")
     plt.close(fig)
     return fig
+
+
+def _spread(values) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(values.std(ddof=1)) if values.size > 1 else 0.0
 
 
 def soft_targets(logits: Sequence[float], temperatures: Sequence[float], class_names=None) -> Figure:
@@ -30,25 +37,41 @@ def soft_targets(logits: Sequence[float], temperatures: Sequence[float], class_n
         p = np.exp((z - z.max()) / t)
         ax.bar(np.arange(len(z)) + (i - (len(temperatures) - 1) / 2) * width, p / p.sum(), width, label=f"T = {t:g}")
     ax.set_xticks(np.arange(len(z)), names)
+    ax.set_xlabel("class")
     ax.set_ylabel("probability")
     ax.set_title("softmax(z / T) for the same logits z")
     ax.legend(ncols=min(len(temperatures), 6), fontsize="small")
     return fig
 
 
-def curves(histories: Mapping[str, Mapping[str, Sequence[float]]], metric: str = "val_accuracy") -> Figure:
-    """``metric`` per epoch for several runs (``histories`` maps a label to a Keras-style
-    history dict), one line each."""
+def curves(
+    histories: Mapping[str, Mapping | Sequence[Mapping]], metric: str = "val_accuracy", ylabel: str | None = None
+) -> Figure:
+    """``metric`` per epoch for several runs, one line each: ``histories`` maps a label to a
+    Keras-style history dict, or to a list of them (one per seed), drawn as the mean with a
+    band from the lowest to the highest seed."""
     fig = _figure(6, 3.5)
     ax = fig.subplots()
-    for label, history in histories.items():
-        values = history[metric]
-        ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+    for label, runs in histories.items():
+        runs = [runs] if isinstance(runs, Mapping) else list(runs)
+        values = np.array([run[metric] for run in runs], dtype=float)
+        epochs = np.arange(1, values.shape[1] + 1)
+        line = ax.plot(epochs, values.mean(axis=0), marker="o", markersize=3, label=label + (f" ({len(runs)} seeds)" if len(runs) > 1 else ""))
+        if len(runs) > 1:
+            ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line[0].get_color(), alpha=0.15)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylabel(ylabel or metric.replace("_", " "))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return fig
+
+
+def _log_axis(axis) -> None:
+    """A log axis labelled with plain numbers and few enough ticks not to overlap."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(NullFormatter())
 
 
 def sweep(
@@ -67,15 +90,14 @@ def sweep(
     ax = fig.subplots()
     for label, points in results.items():
         xs = sorted(points)
-        means = [np.mean(points[x]) for x in xs]
-        stds = [np.std(points[x]) for x in xs]
-        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
+        ax.errorbar(xs, [np.mean(points[x]) for x in xs], yerr=[_spread(points[x]) for x in xs], marker="o", capsize=3, label=label)
     for label, values in (baselines or {}).items():
-        m, s = np.mean(values), np.std(values)
+        m, s = np.mean(values), _spread(values)
         line = ax.axhline(m, linestyle="--", linewidth=1, color="gray", label=label)
         ax.axhspan(m - s, m + s, color=line.get_color(), alpha=0.15)
     if logx:
         ax.set_xscale("log")
+        _log_axis(ax.xaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -86,23 +108,25 @@ def sweep(
 def accuracy_vs_size(
     points: Mapping[str, tuple[float, Sequence[float]]],
     xlabel: str = "model size (MB)",
+    ylabel: str = "test accuracy",
     baselines: Mapping[str, Sequence[float]] | None = None,
 ) -> Figure:
     """Each model as a point (size, mean accuracy) with a std error bar and its label;
     ``baselines`` as in :func:`sweep` (horizontal mean +- std bands)."""
-    fig = _figure(6, 3.8)
+    fig = _figure(6.5, 3.8)
     ax = fig.subplots()
     for label, (size, values) in points.items():
-        ax.errorbar([size], [np.mean(values)], yerr=[np.std(values)], marker="o", capsize=3)
+        ax.errorbar([size], [np.mean(values)], yerr=[_spread(values)], marker="o", capsize=3)
         ax.annotate(label, (size, np.mean(values)), textcoords="offset points", xytext=(5, 5), fontsize="small")
     for label, values in (baselines or {}).items():
-        m, s = np.mean(values), np.std(values)
+        m, s = np.mean(values), _spread(values)
         ax.axhline(m, linestyle="--", linewidth=1, color="gray", label=label)
         ax.axhspan(m - s, m + s, color="gray", alpha=0.15)
     if baselines:
         ax.legend(fontsize="small")
     ax.set_xscale("log")
+    _log_axis(ax.xaxis)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     return fig

@@ -1,26 +1,34 @@
 """Training and evaluation shared by every notebook: compile, fit with model selection on the
-validation split, evaluate on the test split.
+validation split, evaluate on the test split, and the distil-and-evaluate step.
 
 ``fit`` works the same for a plain classifier and for a ``kdlib.distill.Distiller``: it keeps
-the weights of the epoch with the best validation accuracy (never the test set), stops with a
-clear error when the loss becomes NaN or infinite, and shows one progress line per run.
+the weights of the epoch with the best validation accuracy (never the test set), stops with an
+error when the loss becomes NaN or infinite (Keras's ``TerminateOnNaN``), and shows progress
+(see :class:`Progress`). :func:`distil` is the step every notebook repeats: build a student from
+a seed, train it alone or distilled, keep its best epoch, measure it on the test split.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from kdlib import cache, data, models
+from kdlib import _io, cache, distill
+from kdlib.data import Batches
+
+PROGRESS_MODES = ("bar", "line", "off")
 
 
-def compile_classifier(model: keras.Model, lr: float = 1e-3, optimizer: str = "adam", decay_steps: int | None = None, **kwargs):
+def compile_classifier(
+    model: keras.Model, lr: float = 1e-3, optimizer: str = "adam", decay_steps: int | None = None, **kwargs
+):
     """Compile a logits model with cross-entropy (``from_logits=True``) and accuracy.
 
     ``optimizer`` is ``"adam"``, ``"adamw"`` or ``"sgd"`` (Nesterov momentum 0.9) at learning
@@ -37,7 +45,8 @@ def compile_classifier(model: keras.Model, lr: float = 1e-3, optimizer: str = "a
 
 
 def make_optimizer(name: str = "adam", lr: float = 1e-3, decay_steps: int | None = None) -> keras.optimizers.Optimizer:
-    """A fresh optimizer (each model needs its own; seed 002 shared one between two models).
+    """A fresh optimizer (each model needs its own; the Colab teacher-student notebook shared
+    one between two models).
 
     With ``decay_steps`` the learning rate follows a cosine from ``lr`` down to 0 over that many
     steps (Loshchilov & Hutter's schedule without restarts): a short training run then ends at
@@ -56,50 +65,81 @@ def make_optimizer(name: str = "adam", lr: float = 1e-3, decay_steps: int | None
     raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {name!r}")
 
 
-class NonFiniteLoss(keras.callbacks.Callback):
-    """Stop training with an error, not a silent NaN model, when the loss stops being finite."""
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            raise FloatingPointError(
-                f"the training loss became {float(loss)} at batch {batch}: check for NaN inputs "
-                "or logits, labels outside 0..C-1, or a learning rate that is too large"
-            )
+def decay_steps(schedule: str, data: Batches, epochs: int) -> int | None:
+    """The ``decay_steps`` of :func:`make_optimizer` for a learning-rate ``schedule`` over
+    ``epochs`` of ``data``: ``"cosine"``, every step of the run; ``"constant"``, None."""
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    return len(data) * int(epochs) if schedule == "cosine" else None
 
 
-class ProgressLine(keras.callbacks.Callback):
-    """One updating line per run: epoch, loss, validation accuracy, elapsed time."""
+# --------------------------------------------------------------------------- progress
+
+
+def progress_mode() -> str:
+    """``$KDLIB_PROGRESS``: ``"bar"`` (default: a live tqdm bar per run, with time left),
+    ``"line"`` (one line per run when it ends: what the committed notebooks and the tests
+    show) or ``"off"``."""
+    mode = os.environ.get("KDLIB_PROGRESS", "bar")
+    if mode not in PROGRESS_MODES:
+        raise ValueError(f"KDLIB_PROGRESS must be one of {PROGRESS_MODES}, got {mode!r}")
+    return mode
+
+
+class Progress(keras.callbacks.Callback):
+    """A tqdm bar over every batch of a run (all its epochs): elapsed and remaining time, the
+    loss, and the validation accuracy of the last epoch. ``tqdm.auto`` draws a widget in
+    JupyterLab and Colab and a text bar in a terminal."""
 
     def __init__(self, name: str, epochs: int):
         super().__init__()
-        self.name, self.epochs = name, epochs
+        self.name, self.epochs, self.bar, self.val = name, epochs, None, None
 
     def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
+        from tqdm.auto import tqdm
+
+        steps = self.params.get("steps") or 0
+        self.bar = tqdm(total=steps * self.epochs or None, desc=self.name, unit="batch", leave=True, dynamic_ncols=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.bar.update(1)
+        if batch % 20 == 0 and logs and "loss" in logs:
+            self._postfix(logs["loss"])
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        parts = [f"{self.name}: epoch {epoch + 1}/{self.epochs}", f"loss {logs.get('loss', float('nan')):.4f}"]
-        if "val_accuracy" in logs:
-            parts.append(f"val acc {logs['val_accuracy']:.4f}")
-        parts.append(f"{time.perf_counter() - self.start:.0f} s")
-        print("\r" + " · ".join(parts), end="", flush=True)
+        self.val = logs.get("val_accuracy", self.val)
+        self._postfix(logs.get("loss"), epoch=epoch + 1)
+
+    def _postfix(self, loss, epoch=None):
+        parts = {}
+        if epoch is not None:
+            parts["epoch"] = f"{epoch}/{self.epochs}"
+        if loss is not None:
+            parts["loss"] = f"{float(loss):.4f}"
+        if self.val is not None:
+            parts["val acc"] = f"{float(self.val):.4f}"
+        self.bar.set_postfix(parts, refresh=False)
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
+
+
+# --------------------------------------------------------------------------- fit and evaluate
 
 
 def fit(
     model: keras.Model,
-    train_data,
-    val_data,
+    train_data: Batches,
+    val_data: Batches,
     epochs: int,
     *,
     name: str = "model",
     callbacks: list | None = None,
     checkpoint: str | os.PathLike | None = None,
-    verbose: bool = True,
 ) -> dict:
-    """Fit ``model`` (compiled) on a batched dataset (``kdlib.data.to_dataset``) and keep the
-    weights of its best epoch on ``val_data``.
+    """Fit ``model`` (compiled) on ``train_data`` and keep the weights of its best epoch on
+    ``val_data``.
 
     The best weights are kept in memory, or, with ``checkpoint`` (a ``*.weights.h5`` path),
     saved there each time validation accuracy improves and loaded back at the end: a crash
@@ -108,13 +148,13 @@ def fit(
     Returns ``{"history", "best_epoch", "best_val_accuracy", "seconds"}``; ``history`` maps each
     logged metric to its per-epoch values. ``best_epoch`` counts from 1.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
         if not checkpoint.name.endswith(".weights.h5"):
             raise ValueError(f"checkpoint must be a *.weights.h5 path, got {checkpoint}")
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        _io.check_writable(checkpoint.parent)
         best = keras.callbacks.ModelCheckpoint(
             checkpoint, monitor="val_accuracy", mode="max", save_best_only=True, save_weights_only=True
         )
@@ -122,12 +162,16 @@ def fit(
         best = keras.callbacks.EarlyStopping(
             monitor="val_accuracy", mode="max", patience=epochs, restore_best_weights=True
         )
-    cbs = [NonFiniteLoss(), best, *(callbacks or [])]
-    if verbose:
-        cbs.append(ProgressLine(name, epochs))
+    mode = progress_mode()
+    cbs = [keras.callbacks.TerminateOnNaN(raise_error=True), best, *(callbacks or [])]
+    if mode == "bar":
+        cbs.append(Progress(name, epochs))
+    train_data.restart()
     start = time.perf_counter()
-    # The datasets are shuffled by kdlib.data.to_dataset; Keras's own shuffle does not apply.
-    history = model.fit(train_data, validation_data=val_data, epochs=epochs, shuffle=False, verbose=0, callbacks=cbs)
+    # Batches shuffles with its own seeded generator; Keras's shuffle would add another order.
+    history = model.fit(
+        train_data, validation_data=val_data, epochs=epochs, shuffle=False, verbose=0, callbacks=cbs
+    )
     seconds = time.perf_counter() - start
     if checkpoint is not None:
         model.load_weights(checkpoint)
@@ -139,54 +183,131 @@ def fit(
         "best_val_accuracy": hist["val_accuracy"][best_epoch - 1],
         "seconds": round(seconds, 1),
     }
-    if verbose:
+    if mode == "line":
         print(
-            f"\r{name}: {epochs} epochs in {seconds:.0f} s · best val acc "
-            f"{result['best_val_accuracy']:.4f} at epoch {best_epoch}" + " " * 20,
+            f"{name}: {epochs} epochs in {seconds:.0f} s · best val acc "
+            f"{result['best_val_accuracy']:.4f} at epoch {best_epoch}",
             flush=True,
         )
     return result
 
 
-def cached_classifier(
-    name: str,
-    build,
-    train_data,
-    val_data,
+def evaluate(model: keras.Model, batches: Batches) -> dict:
+    """Accuracy and number of errors of ``model`` (logits) on ``batches`` (unshuffled). For a
+    Distiller pass ``distiller.student``."""
+    if batches.shuffle:
+        raise ValueError("evaluate needs unshuffled batches (shuffle=False)")
+    logits = np.asarray(model.predict(batches, verbose=0))
+    errors = int(np.sum(np.argmax(logits, axis=-1) != batches.y))
+    return {"accuracy": 1.0 - errors / len(batches.y), "errors": errors, "n": len(batches.y)}
+
+
+# --------------------------------------------------------------------------- distil and evaluate
+
+
+@dataclass
+class Trained:
+    """A student after :func:`distil`: the model, and what its training measured."""
+
+    model: keras.Model
+    test_accuracy: float
+    test_errors: int
+    best_val_accuracy: float
+    best_epoch: int
+    seconds: float
+    history: dict = field(repr=False)
+
+
+def distil(
+    build: Callable[[], keras.Model],
+    data: Batches,
+    val: Batches,
+    test: Batches,
     *,
     epochs: int,
-    fingerprint: str,
-    config: dict,
+    seed: int,
+    teacher=None,
+    alpha: float = 0.9,
+    lr: float = 1e-3,
+    optimizer: str = "adam",
+    schedule: str = "cosine",
+    name: str = "student",
+    callbacks: list | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    **distiller_kwargs,
+) -> Trained:
+    """Build a student with ``build()`` after seeding everything with ``seed``, train it with a
+    :class:`kdlib.distill.Distiller`, keep its best epoch on ``val``, and measure it on ``test``.
+
+    This is the course's distil-and-evaluate step (notebook 00 writes it out once):
+    ``alpha=0`` without a teacher is the student alone on the labels, by the same code and the
+    same batches; a ``teacher`` model, or ``data`` with cached teacher logits, distils it.
+    ``distiller_kwargs`` (``temperature``, ``kind``, ``t2_scaling``, ``soft_targets``,
+    ``augment``, ...) go to the Distiller. The same ``seed`` gives the same initial weights, so
+    runs that differ only in ``alpha`` or the teacher are paired. ``schedule``: ``"cosine"``
+    (default) decays the learning rate from ``lr`` to 0 over the run, so every student ends
+    converged to its schedule rather than mid-stride; ``"constant"`` keeps ``lr``.
+    """
+    keras.utils.set_random_seed(int(seed))
+    student = build()
+    distiller = distill.Distiller(student, teacher, alpha=alpha, **distiller_kwargs)
+    distiller.compile(make_optimizer(optimizer, lr, decay_steps(schedule, data, epochs)))
+    fitted = fit(distiller, data, val, epochs, name=name, callbacks=callbacks, checkpoint=checkpoint)
+    scored = evaluate(student, test)
+    return Trained(
+        student, scored["accuracy"], scored["errors"], fitted["best_val_accuracy"],
+        fitted["best_epoch"], fitted["seconds"], fitted["history"],
+    )
+
+
+# --------------------------------------------------------------------------- cached classifiers
+
+
+def cached_classifier(
+    name: str,
+    build: Callable[[], keras.Model],
+    train_data: Batches,
+    val_data: Batches,
+    *,
+    epochs: int,
+    seed: int,
     lr: float = 1e-3,
     optimizer: str = "adam",
     schedule: str = "constant",
     **fit_kwargs,
 ) -> tuple[keras.Model, dict]:
-    """Load the classifier cached under ``name`` for this configuration and training data, or
-    build it (``build()``), compile it, fit it with model selection on ``val_data`` and cache
-    it. ``schedule`` is ``"constant"`` (learning rate ``lr`` throughout) or ``"cosine"`` (from
-    ``lr`` to 0 over the ``epochs``; ``train_data`` must then have a known number of batches).
-    ``config`` must hold everything else that changes the result (widths, augmentation, seed);
-    ``epochs``, ``lr``, ``optimizer`` and ``schedule`` are added to the key. Returns
-    ``(model, info)`` as ``kdlib.cache.train_or_load``."""
-    if schedule not in ("constant", "cosine"):
-        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
-    decay_steps = None
-    if schedule == "cosine":
-        batches = int(train_data.cardinality())
-        if batches < 1:
-            raise ValueError("a cosine schedule needs train_data with a known, finite number of batches")
-        decay_steps = batches * epochs
+    """Load the classifier cached under ``name`` for this recipe and training data, or build it
+    (``build()``, after seeding with ``seed``), compile it, fit it with model selection on
+    ``val_data`` and cache it.
 
-    def fit_it(model):
-        return fit(model, train_data, val_data, epochs, name=name, **fit_kwargs)
+    ``build`` is a builder with its arguments, e.g. ``functools.partial(kdlib.models.mlp,
+    hidden=(1200, 1200))``: the cache key is derived from the builder's name and arguments (see
+    ``kdlib.cache.describe``), the training data (images, labels, batch size, shuffling seed),
+    ``seed``, ``epochs``, ``lr``, ``optimizer`` and ``schedule`` — nothing written by hand.
+    ``schedule`` is ``"constant"`` (learning rate ``lr`` throughout) or ``"cosine"`` (from
+    ``lr`` to 0 over the ``epochs``). Returns ``(model, info)`` as
+    ``kdlib.cache.train_or_load``."""
+    steps = decay_steps(schedule, train_data, epochs)
+
+    def new_model():
+        keras.utils.set_random_seed(int(seed))
+        return compile_classifier(build(), lr=lr, optimizer=optimizer, decay_steps=steps)
 
     model, info = cache.train_or_load(
         name,
-        lambda: compile_classifier(build(), lr=lr, optimizer=optimizer, decay_steps=decay_steps),
-        fit_it,
-        config={**config, "epochs": epochs, "lr": lr, "optimizer": optimizer, "schedule": schedule},
-        data=fingerprint,
+        new_model,
+        lambda model: fit(model, train_data, val_data, epochs, name=name, **fit_kwargs),
+        config={
+            "build": cache.describe(build),
+            "batch_size": train_data.batch_size,
+            "shuffle_seed": train_data.seed,
+            "seed": seed,
+            "epochs": epochs,
+            "lr": lr,
+            "optimizer": optimizer,
+            "schedule": schedule,
+        },
+        data=cache.fingerprint(train_data.x, train_data.y),
     )
     warn_if_at_chance(name, info.get("best_val_accuracy"), model.output.shape[-1])
     return model, info
@@ -201,63 +322,3 @@ def warn_if_at_chance(name: str, accuracy: float | None, num_classes: int) -> No
             "the model did not learn, and nothing distilled from it means anything",
             stacklevel=3,
         )
-
-
-def fitnet_teacher(dataset: data.Dataset, cfg) -> tuple[keras.Model, dict]:
-    """Notebook 03's teacher, which notebook 04 reuses: seed 003's VGG-style network
-    (``cfg.teacher_width``) trained on ``cfg.n_teacher`` training images of ``dataset`` (the
-    validation split of ``cfg.n_val`` images held out), with ``cfg.augment``, and cached under
-    one key, so that notebook 04 loads what notebook 03 trained. ``cfg`` is notebook 03's
-    profile. Returns ``(teacher, info)``."""
-    sp = data.splits(dataset, cfg.n_val, cfg.n_teacher)
-    augment = None if cfg.augment == "none" else cfg.augment
-    train_data = data.to_dataset(*sp.train, cfg.batch_size, shuffle=True, seed=cfg.seed, augment=augment)
-    architecture = {"width": cfg.teacher_width, "batch_norm": True}  # the builder's arguments, in the key too
-    return cached_classifier(
-        f"03_vgg_teacher_{dataset.name}",
-        lambda: models.vgg_teacher(sp.train[0].shape[1:], **architecture, name="teacher"),
-        train_data,
-        data.to_dataset(*sp.val, 512),
-        epochs=cfg.teacher_epochs,
-        lr=cfg.teacher_lr,
-        optimizer=cfg.teacher_optimizer,
-        schedule=cfg.teacher_schedule,
-        fingerprint=sp.fingerprint(),
-        config={**architecture, "augment": augment, "batch": cfg.batch_size, "seed": cfg.seed},
-    )
-
-
-def evaluate(model: keras.Model, dataset, labels: np.ndarray) -> dict:
-    """Accuracy and number of errors of ``model`` (logits) on ``dataset``, whose labels, in the
-    same order, are ``labels``. For a Distiller pass ``distiller.student``."""
-    logits = np.asarray(model.predict(dataset, verbose=0))
-    labels = np.asarray(labels).reshape(-1)
-    if len(logits) != len(labels):
-        raise ValueError(f"{len(logits)} predictions for {len(labels)} labels")
-    errors = int(np.sum(np.argmax(logits, axis=-1) != labels))
-    return {"accuracy": 1.0 - errors / len(labels), "errors": errors, "n": len(labels)}
-
-
-def inference_ms(model: keras.Model, batch_size: int, repeats: int = 20) -> float:
-    """Median milliseconds **per image** of ``model`` on one batch of ``batch_size`` zero
-    images (after a warm-up), measured with ``predict_on_batch`` on this machine."""
-    x = np.zeros((batch_size, *model.input_shape[1:]), dtype="float32")
-    model.predict_on_batch(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.predict_on_batch(x)
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times)) / batch_size
-
-
-def saved_size_bytes(model: keras.Model, folder: str | os.PathLike) -> int:
-    """Size on disk of ``model`` as a ``.keras`` file in ``folder``: its configuration and
-    weights without optimizer state, what you would ship. (``clone_model`` would not do: it
-    compiles the clone when the model is compiled, and the file then holds Adam's moments.)"""
-    copy = model.__class__.from_config(model.get_config())
-    copy.set_weights(model.get_weights())
-    path = Path(folder) / f"{model.name}.keras"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    copy.save(path)
-    return path.stat().st_size

@@ -1,40 +1,54 @@
 # The course's commands. The first one you run creates .venv and installs kdlib into it.
-#   make test                 unit tests + every notebook at the smoke profile (nbval)
-#   make run [PROFILE=cpu]    execute every notebook into runs/<profile>/ and summarise
-#   make notebooks            re-execute the committed notebooks in place at the cpu profile
-#   make lab                  JupyterLab on the notebooks
+#   make test                 ruff, unit tests, every notebook at the smoke profile (nbval), then
+#                             the backend-agnostic tests and every notebook again under JAX
+#   make run [PROFILE=cpu]    execute every notebook into runs/<profile>/ and summarise the records
+#   make notebooks            re-make the committed runs (cpu: notebooks in place + results/;
+#                             PROFILE=full: notebooks/full/ + results/full/)
+#   make lab [ARGS=...]       JupyterLab on the notebooks (extra arguments in ARGS)
 #   make slides               build the lecture deck into slides/build/index.html
 #   make bench                print the benchmark figures
+#   make install [BACKEND=jax] only the set-up: BACKEND=jax installs JAX and no TensorFlow
+# ONLY=02 restricts run/notebooks to the notebooks whose name contains 02.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(CURDIR)/$(VENV)/bin/python
-PROFILE ?= cpu
+BACKEND ?= tensorflow
+PROFILE ?= $(or $(KDLIB_PROFILE),cpu)
 ONLY ?=
+ARGS ?=
+comma := ,
+EXTRAS := $(BACKEND),lab,test$(if $(filter tensorflow,$(BACKEND)),$(comma)deploy)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install test run notebooks lab slides bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed-$(BACKEND): pyproject.toml
+	@echo "== creating $(VENV) and installing kdlib[$(EXTRAS)] (a few minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[lab,test]"
-	touch $@
+	$(PY) -m pip install --upgrade --progress-bar on pip
+	$(PY) -m pip install --progress-bar on -e ".[$(EXTRAS)]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+	@echo "== installed: $$($(PY) -c 'import keras, kdlib; print("kdlib", kdlib.__version__, "· Keras", keras.__version__, "· backend", keras.backend.backend())')"
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed-$(BACKEND)
 
 test: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest
 	KERAS_BACKEND=jax $(PY) -m pytest -m backend tests
+	KERAS_BACKEND=jax $(PY) -m pytest notebooks
 
 run: install
-	$(PY) -m kdlib.runner --profile $(PROFILE) --out runs/$(PROFILE) $(if $(ONLY),--only $(ONLY))
+	$(PY) -m kdlib.runner --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
 
 notebooks: install
-	$(PY) -m kdlib.runner --profile cpu --in-place $(if $(ONLY),--only $(ONLY))
+	$(PY) -m kdlib.runner --profile $(PROFILE) --commit $(if $(ONLY),--only $(ONLY))
 
 lab: install
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS) notebooks
 
 slides: install
 	$(PY) slides/build.py

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from kdlib import data
+from kdlib.data import files
 
 
 def measure(name: str) -> tuple[float, float, int]:
@@ -45,10 +46,13 @@ def write_synthetic_cifar(root: Path) -> None:
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (10000, 3072), dtype=np.uint8), b"labels": [int(v) for v in rng.integers(0, 10, 10000)]}
+        batch = {
+            b"data": rng.integers(0, 256, (10000, 3072), dtype=np.uint8),
+            b"labels": [int(v) for v in rng.integers(0, 10, 10000)],
+        }
         blob = pickle.dumps(batch, protocol=3)  # raw bytes, as in the official Python 2 pickles
         (folder / name).write_bytes(blob)
-        data.CHECKSUMS["cifar10"][name] = hashlib.md5(blob).hexdigest()
+        files.CHECKSUMS["cifar10"][name] = hashlib.md5(blob).hexdigest()
 
 
 def report(label: str, name: str) -> None:
@@ -65,7 +69,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic-cifar", action="store_true")
     args = parser.parse_args()
-    os.environ["KDLIB_CACHE_DIR"] = tempfile.mkdtemp(prefix="kdlib-bench-")  # cold: nothing verified yet
+    os.environ["KDLIB_CACHE_DIR"] = tempfile.mkdtemp(
+        prefix="kdlib-bench-"
+    )  # cold: nothing verified yet
     print(f"{'dataset':<26}{'arrays MB':>10}{'cold s':>9}{'warm s':>9}{'peak/arrays':>13}")
     for name in data.NAMES:
         report(name, name)

@@ -32,9 +32,11 @@ from kdlib import data, distill, models, train
 
 PAIRS = {  # name: (input shape, teacher builder, student builder, what it is)
     "mlp": ((28, 28, 1), functools.partial(models.mlp, hidden=(1200, 1200), dropout=0.5),
-            functools.partial(models.mlp, hidden=(800, 800)), "Hinton et al.'s 2x1200 -> 2x800 MLPs (notebook 01)"),
+            functools.partial(models.mlp, hidden=(800, 800)),
+            "Hinton et al.'s 2x1200 -> 2x800 MLPs (notebook 01)"),
     "cnn": ((28, 28, 1), functools.partial(models.mnist_cnn, width=1.0),
-            functools.partial(models.mnist_cnn, width=0.25), "the ensemble notes' CNN at width 1 -> 0.25"),
+            functools.partial(models.mnist_cnn, width=0.25),
+            "the ensemble notes' CNN at width 1 -> 0.25"),
     "densenet": ((112, 112, 1), functools.partial(models.densenet, 32, input_shape=(112, 112, 1)),
                  functools.partial(models.densenet, 12, input_shape=(112, 112, 1)),
                  "the DenseNet notebook's DenseNet-121, growth 32 -> 12, at 112x112"),
@@ -56,7 +58,8 @@ def timings(step, repeats: int) -> tuple[float, np.ndarray]:
 
 
 def seed002_loop(teacher, student, x, y, batch, temperature, alpha, steps):
-    """The Colab notebook's training loop (its bugs kept where they cost time: predict per batch)."""
+    """The Colab notebook's training loop (its bugs kept where they cost time: a predict per
+    batch)."""
     import tensorflow as tf
 
     opt = keras.optimizers.Adam(1e-3)
@@ -70,19 +73,23 @@ def seed002_loop(teacher, student, x, y, batch, temperature, alpha, steps):
         with tf.GradientTape() as tape:
             s_pred = student(xb)
             loss = alpha * ce(y[idx], s_pred) + (1 - alpha) * kl(
-                tf.nn.softmax(t_pred / temperature, axis=1), tf.nn.softmax(s_pred / temperature, axis=1)
+                tf.nn.softmax(t_pred / temperature, axis=1),
+                tf.nn.softmax(s_pred / temperature, axis=1),
             )
         grads = tape.gradient(loss, student.trainable_variables)
         opt.apply_gradients(zip(grads, student.trainable_variables))
 
 
-def report(name: str, warmup: float, times: np.ndarray, images: int, baseline: float | None) -> float:
+def report(
+    name: str, warmup: float, times: np.ndarray, images: int, baseline: float | None
+) -> float:
     """Print one method's line; return its median seconds per image."""
     per_image = times / images
     med = float(np.median(per_image))
     ratio = f"{med / baseline:5.2f}" if baseline else "     "
     print(
-        f"{name:<44}{1 / med:>10,.0f} img/s  ({1 / per_image.max():,.0f}–{1 / per_image.min():,.0f})"
+        f"{name:<44}{1 / med:>10,.0f} img/s  "
+        f"({1 / per_image.max():,.0f}–{1 / per_image.min():,.0f})"
         f"  {ratio}  compile {max(warmup - float(np.median(times)), 0):5.1f} s",
         flush=True,
     )
@@ -99,9 +106,15 @@ def precisions(args, shape, student_build) -> None:
     for policy in ("float32", "mixed_float16", "mixed_bfloat16"):
         keras.config.set_dtype_policy(policy)
         model = train.compile_classifier(student_build(name="student"))
-        warmup, times = timings(lambda m=model: m.fit(batches, epochs=1, verbose=0, shuffle=False), args.repeats)
+        warmup, times = timings(
+            lambda m=model: m.fit(batches, epochs=1, verbose=0, shuffle=False), args.repeats
+        )
         ms = 1000 * times / len(batches)
-        print(f"{policy:<20}{np.median(ms):>14.1f}  ({ms.min():.1f}–{ms.max():.1f})   compile {max(warmup - np.median(times), 0):.1f} s", flush=True)
+        print(
+            f"{policy:<20}{np.median(ms):>14.1f}  ({ms.min():.1f}–{ms.max():.1f})   "
+            f"compile {max(warmup - np.median(times), 0):.1f} s",
+            flush=True,
+        )
     keras.config.set_dtype_policy("float32")
 
 
@@ -110,15 +123,34 @@ def main() -> None:
     parser.add_argument("--pair", choices=sorted(PAIRS), default="mlp")
     parser.add_argument("--n", type=int, default=12000, help="training images per timed epoch")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=5, help="timed epochs per method (after a warm-up)")
-    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"])
-    parser.add_argument("--precisions", action="store_true", help="time the student alone under each dtype policy")
-    parser.add_argument("--loop-steps", type=int, default=40, help="timed steps of the Colab notebook's loop")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed epochs per method (after a warm-up)"
+    )
+    parser.add_argument(
+        "--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"]
+    )
+    parser.add_argument(
+        "--precisions", action="store_true", help="time the student alone under each dtype policy"
+    )
+    parser.add_argument(
+        "--loop-steps", type=int, default=40, help="timed steps of the Colab notebook's loop"
+    )
     args = parser.parse_args()
-    info = kdlib.device.setup(0, mixed_precision={"float32": "off", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}[args.precision], verbose=False)
+    info = kdlib.device.setup(
+        0,
+        mixed_precision={
+            "float32": "off",
+            "mixed_float16": "float16",
+            "mixed_bfloat16": "bfloat16",
+        }[args.precision],
+        verbose=False,
+    )
     shape, teacher_build, student_build, what = PAIRS[args.pair]
-    print(f"{what} · backend {info['backend']} on {', '.join(info['devices'])} · {info['policy']} · "
-          f"{args.n:,} images per epoch, batch {args.batch}, median of {args.repeats} epochs", flush=True)
+    print(
+        f"{what} · backend {info['backend']} on {', '.join(info['devices'])} · {info['policy']} · "
+        f"{args.n:,} images per epoch, batch {args.batch}, median of {args.repeats} epochs",
+        flush=True,
+    )
     if args.precisions:
         precisions(args, shape, student_build)
         return
@@ -137,28 +169,57 @@ def main() -> None:
 
     print(f"\n{'method':<44}{'images/s (median, range)':>26}  × (a)")
     alone = train.compile_classifier(student_build(name="student"))
-    a = report("(a) student alone, fit", *timings(epochs_of(alone, batches), args.repeats), args.n, None)
+    a = report(
+        "(a) student alone, fit", *timings(epochs_of(alone, batches), args.repeats), args.n, None
+    )
     online = distill.Distiller(student_build(name="student"), teacher, temperature=4.0, alpha=0.9)
     online.compile(train.make_optimizer("adam", 1e-3))
-    b = report("(b) Distiller, online teacher", *timings(epochs_of(online, batches), args.repeats), args.n, a)
+    b = report(
+        "(b) Distiller, online teacher",
+        *timings(epochs_of(online, batches), args.repeats),
+        args.n,
+        a,
+    )
     offline = distill.Distiller(student_build(name="student"), temperature=4.0, alpha=0.9)
     offline.compile(train.make_optimizer("adam", 1e-3))
-    c = report("(c) Distiller, cached logits", *timings(epochs_of(offline, cached), args.repeats), args.n, a)
-    inference = report("teacher inference (predict)", *timings(lambda: teacher.predict(batches, verbose=0), args.repeats), args.n, a)
+    c = report(
+        "(c) Distiller, cached logits",
+        *timings(epochs_of(offline, cached), args.repeats),
+        args.n,
+        a,
+    )
+    inference = report(
+        "teacher inference (predict)",
+        *timings(lambda: teacher.predict(batches, verbose=0), args.repeats),
+        args.n,
+        a,
+    )
     d = None
     if keras.backend.backend() == "tensorflow":
         student = student_build(name="student")
         steps = args.loop_steps
-        warmup, times = timings(lambda: seed002_loop(teacher, student, x, y, args.batch, 4.0, 0.5, steps), max(2, args.repeats // 2))
+        warmup, times = timings(
+            lambda: seed002_loop(teacher, student, x, y, args.batch, 4.0, 0.5, steps),
+            max(2, args.repeats // 2),
+        )
         d = report("(d) the Colab notebook's loop", warmup, times, steps * args.batch, a)
 
     print("\ntargets (medians):")
-    print(f"  (c) <= 1.10 x (a):                      {c / a:.2f}  {'met' if c <= 1.10 * a else 'NOT met'}")
+    print(
+        f"  (c) <= 1.10 x (a):                      {c / a:.2f}  "
+        f"{'met' if c <= 1.10 * a else 'NOT met'}"
+    )
     floor = a + inference
-    print(f"  (b) <= 1.1 x ((a) + teacher inference):  {b / floor:.2f}  {'met' if b <= 1.1 * floor else 'NOT met'}")
+    print(
+        f"  (b) <= 1.1 x ((a) + teacher inference):  {b / floor:.2f}  "
+        f"{'met' if b <= 1.1 * floor else 'NOT met'}"
+    )
     if d is not None:
         slowest = max(a, b, c)
-        print(f"  (d) / slowest of (a)-(c) >= 10:          {d / slowest:.1f}  {'met' if d >= 10 * slowest else 'NOT met'}")
+        print(
+            f"  (d) / slowest of (a)-(c) >= 10:          {d / slowest:.1f}  "
+            f"{'met' if d >= 10 * slowest else 'NOT met'}"
+        )
 
 
 if __name__ == "__main__":

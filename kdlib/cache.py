@@ -31,7 +31,11 @@ FORMAT = 2  # bump to invalidate every cached model after an incompatible change
 
 def cache_dir() -> Path:
     """``$KDLIB_CACHE_DIR`` or ``~/.cache/kdlib``, as an absolute path."""
-    return Path(os.environ.get("KDLIB_CACHE_DIR") or Path.home() / ".cache" / "kdlib").expanduser().absolute()
+    return (
+        Path(os.environ.get("KDLIB_CACHE_DIR") or Path.home() / ".cache" / "kdlib")
+        .expanduser()
+        .absolute()
+    )
 
 
 def safe_name(name: str) -> str:
@@ -66,12 +70,20 @@ def describe(build: Callable) -> dict:
             "a lambda cannot describe the model it builds: pass the builder with its arguments, "
             "e.g. functools.partial(kdlib.models.mlp, hidden=(1200, 1200))"
         )
-    return {"builder": f"{module}.{getattr(build, '__qualname__', repr(build))}", "args": [], "kwargs": {}}
+    return {
+        "builder": f"{module}.{getattr(build, '__qualname__', repr(build))}",
+        "args": [],
+        "kwargs": {},
+    }
 
 
 def key(name: str, config: dict, data: str) -> str:
     """The cache key of a model: name + configuration + data fingerprint."""
-    blob = json.dumps({"name": name, "config": config, "data": data, "format": FORMAT}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {"name": name, "config": config, "data": data, "format": FORMAT},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -82,7 +94,10 @@ def _load(path: Path, meta: Path) -> tuple[keras.Model, dict] | None:
             raise ValueError("not a JSON object")
         return keras.saving.load_model(path, compile=False, safe_mode=True), info
     except Exception as e:  # any unreadable file: report, then retrain
-        warnings.warn(f"kdlib.cache: cannot read {path} or {meta.name} ({type(e).__name__}: {e}); retraining", stacklevel=3)
+        warnings.warn(
+            f"kdlib.cache: cannot read {path} or {meta.name} ({type(e).__name__}: {e}); retraining",
+            stacklevel=3,
+        )
         return None
 
 
@@ -119,4 +134,3 @@ def train_or_load(
         model.save(tmp)
     _io.write_json(meta, info)
     return model, {**info, "cached": False, "path": str(path)}
-

@@ -43,7 +43,8 @@ def start(notebook: str, namespace: dict, *, standin: str | None = None) -> Star
 
 def colab_badge(notebook: str) -> str:
     """Markdown for the "Open in Colab" badge of ``notebook`` (its file name without suffix)."""
-    url = f"https://colab.research.google.com/{REPOSITORY.replace('github.com', 'github')}/blob/main/notebooks/{notebook}.ipynb"
+    path = REPOSITORY.replace("github.com", "github")
+    url = f"https://colab.research.google.com/{path}/blob/main/notebooks/{notebook}.ipynb"
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
 
 
@@ -51,7 +52,7 @@ def install_cell() -> str:
     """The source of every notebook's first code cell: on Colab, install kdlib at :data:`REF`
     (``$KDLIB_GIT`` overrides the source, e.g. a fork, a branch or a local clone), and say when
     the install changed TensorFlow, since a running kernel keeps the old one until restarted."""
-    return f'''# NBVAL_SKIP
+    return f"""# NBVAL_SKIP
 # On Colab: install kdlib, the course's library, at the release this notebook belongs to.
 # (Elsewhere `make install` or `pip install -e .` has installed it.)
 import os
@@ -69,11 +70,12 @@ if "google.colab" in sys.modules:
 
     source = os.environ.get("KDLIB_GIT", "git+https://{REPOSITORY}@{REF}")
     tensorflow_before = installed("tensorflow")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"kdlib @ {{source}}"], check=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, f"kdlib[tensorflow] @ {{source}}"], check=True)
     print(f"installed kdlib {{installed('kdlib')}} from {{source}}")
     tensorflow_now = installed("tensorflow")
     if tensorflow_now != tensorflow_before:
         print(
             f"pip changed TensorFlow from {{tensorflow_before}} to {{tensorflow_now}}: restart the "
             "runtime (Runtime > Restart session), then run the notebook from the top."
-        )'''
+        )"""

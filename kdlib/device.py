@@ -52,7 +52,9 @@ def policy_name(mixed_precision: str, has_gpu: bool) -> str:
         raise ValueError(f"mixed_precision must be one of {PRECISIONS}, got {mixed_precision!r}")
     if mixed_precision == "auto":
         return "mixed_float16" if has_gpu else "float32"
-    return {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[mixed_precision]
+    return {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[
+        mixed_precision
+    ]
 
 
 def setup(seed: int = 0, mixed_precision: str = "auto", verbose: bool = True) -> dict:
@@ -106,7 +108,9 @@ def parallel(devices: list[str] | None = None) -> Iterator[object]:
         with strategy.scope():
             yield strategy
     elif backend == "jax":
-        distribution = keras.distribution.DataParallel(devices=devices or keras.distribution.list_devices())
+        distribution = keras.distribution.DataParallel(
+            devices=devices or keras.distribution.list_devices()
+        )
         previous = keras.distribution.distribution()
         keras.distribution.set_distribution(distribution)
         try:

@@ -7,7 +7,8 @@ The ``Distiller`` is a ``keras.Model`` that trains a student from
 * an ensemble (a list of models; their logits are combined, see :func:`combine_logits`),
 * no teacher at all, when every training batch carries cached teacher logits:
   ``(x, y, teacher_logits)``, as made by ``kdlib.data.Batches(..., teacher_logits=...)``,
-* or the ground-truth labels as soft targets (``soft_targets="labels"``, seed 004's Q4).
+* or the ground-truth labels as soft targets (``soft_targets="labels"``, the quantization
+  homework's Q4).
 
 It overrides ``call`` and ``compute_loss`` (not ``train_step``), so ``fit``, ``evaluate``,
 callbacks, mixed precision, ``tf.distribute`` and ``keras.distribution`` work as for any Keras
@@ -38,7 +39,8 @@ SOFT_TARGET_SOURCES = ("teacher", "labels")
 def combine_logits(logits: Sequence, rule: str = "mean_logits", temperature: float | None = None):
     """Combine the logits of several teachers into one set of logits.
 
-    ``"mean_logits"``: the arithmetic mean of the logits (seed 000). Its softmax at any T is the
+    ``"mean_logits"``: the arithmetic mean of the logits (the TF1 ensemble notes). Its softmax
+    at any T is the
     normalised *geometric* mean of the members' tempered probabilities.
     ``"mean_probs"``: ``T * log(mean_k softmax(z_k / T))``, logits whose softmax at ``T`` is the
     *arithmetic* mean of the members' soft targets (Hinton et al.'s ensemble average); it needs
@@ -133,7 +135,9 @@ class _FrozenTeachers:
 
     @property
     def non_trainable_variables(self):
-        return [v for v in self.variables if not self._trains(v)] if self.trainable else self.variables
+        return (
+            [v for v in self.variables if not self._trains(v)] if self.trainable else self.variables
+        )
 
 
 class Distiller(_FrozenTeachers, keras.Model):
@@ -184,7 +188,9 @@ class Distiller(_FrozenTeachers, keras.Model):
         if not isinstance(student, keras.Model):
             raise ValueError(f"student must be a keras.Model, got {type(student).__name__}")
         if soft_targets not in SOFT_TARGET_SOURCES:
-            raise ValueError(f"soft_targets must be one of {SOFT_TARGET_SOURCES}, got {soft_targets!r}")
+            raise ValueError(
+                f"soft_targets must be one of {SOFT_TARGET_SOURCES}, got {soft_targets!r}"
+            )
         if combine not in COMBINE_RULES:
             raise ValueError(f"combine must be one of {COMBINE_RULES}, got {combine!r}")
         if kind not in losses.SOFT_KINDS:
@@ -195,8 +201,15 @@ class Distiller(_FrozenTeachers, keras.Model):
         if any(t is student for t in teachers):
             raise ValueError("the student cannot be its own teacher: pass two different models")
         if soft_targets == "labels" and teachers:
-            raise ValueError("soft_targets='labels' takes its targets from the labels: pass no teacher")
-        if augment_lib.check(augment) and not teachers and soft_targets == "teacher" and self.alpha > 0:
+            raise ValueError(
+                "soft_targets='labels' takes its targets from the labels: pass no teacher"
+            )
+        if (
+            augment_lib.check(augment)
+            and not teachers
+            and soft_targets == "teacher"
+            and self.alpha > 0
+        ):
             raise ValueError(
                 "augmentation with cached teacher logits is refused: the logits were computed "
                 "for the un-augmented images; pass the teacher model (Distiller(student, "
@@ -310,10 +323,10 @@ class Distiller(_FrozenTeachers, keras.Model):
 def hint_regressor(guided_shape, hint_shape, rule: str = "conv1x1") -> keras.layers.Layer:
     """A convolutional regressor from the student's guided features to the hint's shape.
 
-    ``"conv1x1"`` (seed 003): a 1x1 convolution, for guided and hint maps of equal size.
+    ``"conv1x1"`` (the FitNets notebook): a 1x1 convolution, for guided and hint maps of equal size.
     ``"fitnet"`` (Romero et al. 2015): a valid convolution whose kernel is
     ``guided_size - hint_size + 1``, so any larger guided map lands on the hint's size.
-    Both are linear, as in the seed.
+    Both are linear, as in that notebook.
     """
     (gh, gw, _), (hh, hw, hc) = tuple(guided_shape[-3:]), tuple(hint_shape[-3:])
     if rule == "conv1x1":
@@ -326,7 +339,9 @@ def hint_regressor(guided_shape, hint_shape, rule: str = "conv1x1") -> keras.lay
     if rule == "fitnet":
         if gh < hh or gw < hw:
             raise ValueError(f"the guided map {(gh, gw)} must be at least the hint's {(hh, hw)}")
-        return keras.layers.Conv2D(hc, (gh - hh + 1, gw - hw + 1), padding="valid", name="regressor")
+        return keras.layers.Conv2D(
+            hc, (gh - hh + 1, gw - hw + 1), padding="valid", name="regressor"
+        )
     raise ValueError(f"rule must be 'conv1x1' or 'fitnet', got {rule!r}")
 
 
@@ -390,7 +405,8 @@ def chain(
     Mirzadeh et al. 2020).
 
     ``train_stage(distiller, i)`` compiles and fits stage ``i``'s ``Distiller`` (built with
-    ``distiller_kwargs``) and returns its record. Each stage's teacher is read, not trained. Returns every
+    ``distiller_kwargs``) and returns its record. Each stage's teacher is read, not trained.
+    Returns every
     stage with its student and record; the last stage's student is the chain's result.
     """
     if len(models) < 2:

@@ -36,7 +36,8 @@ kernels as int8 with per-channel scales (the 15 values stay 15 distinct int8 val
 moved by at most half an int8 step) and runs every activation rounding in float between
 ``DEQUANTIZE`` and ``QUANTIZE``; an int8 error just before a ``ROUND`` can move an activation
 by a whole k-bit level, so the int8 file's top-1 class can differ from Keras's on images the
-model is unsure about (the float ``"litert"`` file matches Keras). The int8 file is what makes the student small on disk; k-bit storage
+model is unsure about (the float ``"litert"`` file matches Keras). The int8 file is what makes
+the student small on disk; k-bit storage
 proper is not something LiteRT offers for these layers.
 """
 
@@ -58,7 +59,13 @@ import numpy as np
 from kdlib import _quiet
 
 FORMATS = ("keras", "saved_model", "litert", "litert_int8", "onnx")
-SUFFIXES = {"keras": ".keras", "saved_model": "", "litert": ".tflite", "litert_int8": ".int8.tflite", "onnx": ".onnx"}
+SUFFIXES = {
+    "keras": ".keras",
+    "saved_model": "",
+    "litert": ".tflite",
+    "litert_int8": ".int8.tflite",
+    "onnx": ".onnx",
+}
 NEEDS_TENSORFLOW = ("saved_model", "litert", "litert_int8")
 DEPLOY_EXTRA = 'pip install -e ".[deploy]"'
 BATCH = 1024  # runners feed at most this many images to their runtime at once
@@ -115,8 +122,14 @@ def _require(module: str, package: str, purpose: str, in_extra: bool = True):
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        how = f"run {DEPLOY_EXTRA} in the course repository (or pip install {package})" if in_extra else f"pip install {package}"
-        raise ImportError(f"{purpose} needs the package {package!r}, which is not installed: {how}") from err
+        how = (
+            f"run {DEPLOY_EXTRA} in the course repository (or pip install {package})"
+            if in_extra
+            else f"pip install {package}"
+        )
+        raise ImportError(
+            f"{purpose} needs the package {package!r}, which is not installed: {how}"
+        ) from err
 
 
 def _require_tensorflow(fmt: str, purpose: str = "exporting"):
@@ -147,7 +160,12 @@ def _check_exporter(fmt: str) -> None:
             _require("onnx", "onnx", "exporting to ONNX")
             _require("tf2onnx", "tf2onnx", "exporting to ONNX on the TensorFlow backend")
         elif keras.backend.backend() == "jax":
-            _require("jax2onnx", "jax2onnx", "exporting to ONNX on the JAX backend (or use KERAS_BACKEND=tensorflow)", in_extra=False)
+            _require(
+                "jax2onnx",
+                "jax2onnx",
+                "exporting to ONNX on the JAX backend (or use KERAS_BACKEND=tensorflow)",
+                in_extra=False,
+            )
         else:
             raise RuntimeError(
                 f"exporting to ONNX is set up for the TensorFlow and JAX backends, not "
@@ -242,7 +260,9 @@ def _calibration(representative: np.ndarray, max_samples: int) -> Callable[[], I
     """A LiteRT ``representative_dataset``: up to ``max_samples`` images, one per step."""
     images = np.asarray(representative, dtype="float32")
     if images.ndim < 2 or len(images) == 0:
-        raise ValueError("litert_int8 needs a representative sample of training images, shape (N, H, W, C)")
+        raise ValueError(
+            "litert_int8 needs a representative sample of training images, shape (N, H, W, C)"
+        )
     images = images[:max_samples]
 
     def dataset():
@@ -290,7 +310,12 @@ def export(
         if fmt == "litert_int8":
             kwargs["optimizations"] = [tf.lite.Optimize.DEFAULT]
             kwargs["representative_dataset"] = _calibration(representative, max_calibration)
-    keras_format = {"saved_model": "tf_saved_model", "litert": "litert", "litert_int8": "litert", "onnx": "onnx"}[fmt]
+    keras_format = {
+        "saved_model": "tf_saved_model",
+        "litert": "litert",
+        "litert_int8": "litert",
+        "onnx": "onnx",
+    }[fmt]
     with quiet_native_logs(quiet):
         student.export(str(path), format=keras_format, verbose=False, **kwargs)
     return path
@@ -309,7 +334,10 @@ def _format_of(path: Path) -> str:
     for fmt in ("keras", "litert", "onnx"):
         if name.endswith(SUFFIXES[fmt]):
             return fmt
-    raise ValueError(f"cannot tell the format of {str(path)!r}: expected .keras, .tflite, .onnx or a SavedModel folder")
+    raise ValueError(
+        f"cannot tell the format of {str(path)!r}: expected .keras, .tflite, .onnx or a "
+        "SavedModel folder"
+    )
 
 
 class Runner:
@@ -329,7 +357,9 @@ class Runner:
     def __call__(self, images) -> np.ndarray:
         images = np.ascontiguousarray(images, dtype="float32")
         if images.ndim < 2 or len(images) == 0:
-            raise ValueError(f"expected a batch of images (N, H, W, C) with N >= 1, got shape {images.shape}")
+            raise ValueError(
+                f"expected a batch of images (N, H, W, C) with N >= 1, got shape {images.shape}"
+            )
         outputs = [self._run(images[i : i + BATCH]) for i in range(0, len(images), BATCH)]
         return np.concatenate(outputs).astype("float32", copy=False)
 
@@ -349,7 +379,10 @@ class _SavedModelRunner(Runner):
         try:
             import tensorflow as tf
         except ImportError as err:
-            raise RuntimeError(f"loading a SavedModel needs TensorFlow, which cannot be imported: pip install tensorflow ({err})") from err
+            raise RuntimeError(
+                "loading a SavedModel needs TensorFlow, which cannot be imported: "
+                f"pip install tensorflow ({err})"
+            ) from err
         self._tf = tf
         self.model = tf.saved_model.load(str(path))
 
@@ -366,7 +399,9 @@ class _LiteRTRunner(Runner):
             self.interpreter.allocate_tensors()
         (inp,), (out,) = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         if inp["dtype"] != np.float32:
-            raise ValueError(f"{path.name} takes {np.dtype(inp['dtype']).name} input; these runners feed float32")
+            raise ValueError(
+                f"{path.name} takes {np.dtype(inp['dtype']).name} input; these runners feed float32"
+            )
         self._input, self._output = inp["index"], out["index"]
         self._shape = tuple(inp["shape"])
 
@@ -395,7 +430,9 @@ class _OnnxRunner(Runner):
         return self.session.run(None, {self._input: batch})[0]
 
 
-def load_runner(path: str | os.PathLike, fmt: str | None = None, *, num_threads: int | None = None) -> Runner:
+def load_runner(
+    path: str | os.PathLike, fmt: str | None = None, *, num_threads: int | None = None
+) -> Runner:
     """Load an exported file (or SavedModel folder) in its own runtime: Keras for ``.keras``,
     TensorFlow for a SavedModel, LiteRT's ``Interpreter`` for ``.tflite``, ONNX Runtime for
     ``.onnx``. ``fmt`` defaults to what the name says; ``num_threads`` is for LiteRT and ONNX
@@ -419,7 +456,9 @@ def load_runner(path: str | os.PathLike, fmt: str | None = None, *, num_threads:
 def keras_logits(model, images: np.ndarray) -> np.ndarray:
     """The Keras student's logits on ``images`` (inference mode), float32."""
     student = student_of(model)
-    return np.asarray(student.predict(np.asarray(images, "float32"), batch_size=BATCH, verbose=0), dtype="float32")
+    return np.asarray(
+        student.predict(np.asarray(images, "float32"), batch_size=BATCH, verbose=0), dtype="float32"
+    )
 
 
 def compare(
@@ -473,7 +512,9 @@ def latency_ms(
     if repeats < 1 or batch_size < 1 or len(images) == 0:
         raise ValueError("latency_ms needs repeats >= 1, batch_size >= 1 and at least one image")
     reps = -(-batch_size // len(images))
-    batch = np.ascontiguousarray(np.concatenate([images] * reps)[:batch_size] if reps > 1 else images[:batch_size])
+    batch = np.ascontiguousarray(
+        np.concatenate([images] * reps)[:batch_size] if reps > 1 else images[:batch_size]
+    )
     for _ in range(warmup):
         runner(batch)
     times = []
@@ -481,7 +522,11 @@ def latency_ms(
         start = time.perf_counter()
         runner(batch)
         times.append(1000 * (time.perf_counter() - start))
-    return {"median": float(np.median(times)), "min": float(np.min(times)), "max": float(np.max(times))}
+    return {
+        "median": float(np.median(times)),
+        "min": float(np.min(times)),
+        "max": float(np.max(times)),
+    }
 
 
 def _ms(t: dict) -> str:
@@ -528,11 +573,19 @@ def deploy_table(
             path = export(student, path_for(folder, name, fmt), fmt, representative=representative)
             runner = load_runner(path, fmt, num_threads=num_threads)
             check = compare(runner, student, images, labels, reference=reference)
-            latency = {f"batch_{b}": latency_ms(runner, images, b, repeats=repeats, warmup=warmup) for b in batch_sizes}
+            latency = {
+                f"batch_{b}": latency_ms(runner, images, b, repeats=repeats, warmup=warmup)
+                for b in batch_sizes
+            }
             entry = {"file": path.name, "bytes": size_bytes(path), **check, "latency_ms": latency}
             record[name][fmt] = entry
-            row = {"model": name, "format": fmt, "bytes": f"{entry['bytes']:,}",
-                   "accuracy": f"{check['accuracy']:.4f}", "agreement": f"{check['agreement']:.4f}"}  # fmt: skip
+            row = {
+                "model": name,
+                "format": fmt,
+                "bytes": f"{entry['bytes']:,}",
+                "accuracy": f"{check['accuracy']:.4f}",
+                "agreement": f"{check['agreement']:.4f}",
+            }
             row.update({f"batch {b} ms": _ms(latency[f"batch_{b}"]) for b in batch_sizes})
             rows.append(row)
     return rows, record

@@ -21,18 +21,20 @@ How the classic formulations map onto the parameters:
 * Hinton et al. (2015): ``kind="kl"`` (or ``"ce"``; same gradient), ``t2_scaling=True``,
   any ``alpha``. The paper's MNIST runs use a "considerably lower weight" on the hard term,
   e.g. ``alpha=0.9``.
-* Seed 000 (ensemble -> one CNN): ``alpha=0.5``, ``T=3``, but its hard term is computed at
+* The TF1 ensemble notes (ensemble -> one CNN): ``alpha=0.5``, ``T=3``, but its hard term is
+  computed at
   temperature T (a bug: the hard term is always at T = 1 here) and it has no T**2 factor:
   ``t2_scaling=False``.
-* Seed 001 (DenseNet): ``kind="kl"``, ``alpha=0.9``, ``T=10``, no T**2 factor
+* The DenseNet notebook: ``kind="kl"``, ``alpha=0.9``, ``T=10``, no T**2 factor
   (``t2_scaling=False``); notebook 02 compares it with the factor on.
-* Seed 002 (Colab teacher/student): its ``alpha`` weighs the *hard* term, so its
+* The Colab teacher-student notebook: its ``alpha`` weighs the *hard* term, so its
   ``alpha=0.5`` is ``alpha=0.5`` here too, and ``t2_scaling=False``.
-* Seed 004 Q2, "soft targets only": ``alpha=1.0``, ``kind="ce"``, ``t2_scaling=False``.
-* Seed 004 Q3, "hard + T**2 * soft" (weights 1 and 1, not a convex combination):
-  ``alpha=0.5``, ``kind="ce"``, ``t2_scaling=True``. This is the seed's loss times 0.5; with
+* The quantization homework's Q2, "soft targets only": ``alpha=1.0``, ``kind="ce"``,
+  ``t2_scaling=False``.
+* The homework's Q3, "hard + T**2 * soft" (weights 1 and 1, not a convex combination):
+  ``alpha=0.5``, ``kind="ce"``, ``t2_scaling=True``. This is the homework's loss times 0.5; with
   Adam the factor is immaterial, with SGD it halves the learning rate.
-* Seed 004 Q4, "soft targets from the ground-truth labels": as Q3, but pass
+* The homework's Q4, "soft targets from the ground-truth labels": as Q3, but pass
   ``target_probs=one_hot(y)`` instead of teacher logits (the ``Distiller`` does this with
   ``soft_targets="labels"``). The soft term is then the cross-entropy of the one-hot labels
   with the student's tempered softmax.
@@ -115,8 +117,7 @@ def _check_same_shape(student_logits, teacher_logits) -> None:
     compatible = len(s) == len(t) and all(a is None or b is None or a == b for a, b in zip(s, t))
     if not compatible:
         raise ValueError(
-            f"teacher and student logits must have the same shape, got teacher {t} "
-            f"and student {s}"
+            f"teacher and student logits must have the same shape, got teacher {t} and student {s}"
         )
 
 
@@ -180,7 +181,8 @@ def soft_loss(
     """Mean soft (distillation) term between the student's and the targets' tempered softmax.
 
     Targets are either ``teacher_logits`` (soft targets ``softmax(t/T)``) or ``target_probs``,
-    class probabilities used as they are (for example one-hot labels, seed 004's Q4).
+    class probabilities used as they are (for example one-hot labels, the quantization
+    homework's Q4).
 
     ``kind="kl"``: ``KL(q || p)``; ``kind="ce"``: ``-sum q log p`` (cross-entropy), where
     ``p = softmax(s/T)``. The two differ by the targets' entropy, a constant, so their gradients

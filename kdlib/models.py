@@ -33,7 +33,7 @@ def _inputs(input_shape, augment: str | None):
 
 
 def _head(x, num_classes: int):
-    """The logits layer, in float32 under mixed precision (DESIGN.md conventions)."""
+    """The logits layer, in float32 under mixed precision (DESIGN.md, "Conventions")."""
     return layers.Dense(num_classes, dtype="float32", name="logits")(x)
 
 
@@ -47,11 +47,14 @@ def mnist_cnn(
     augment: str | None = None,
     name: str = "mnist_cnn",
 ) -> keras.Model:
-    """Seed 000's CNN: three conv(3x3)-maxpool-dropout stages (32, 64, 128 filters), a dense
+    """The TF1 ensemble notes' CNN: three conv(3x3)-maxpool-dropout stages (32, 64, 128
+    filters), a dense
     layer of 625 units with dropout, and the logits."""
     inputs, x = _inputs(input_shape, augment)
     for filters in (32, 64, 128):
-        x = layers.Conv2D(_w(filters, width), 3, padding="same", activation="relu", kernel_initializer=initializer)(x)
+        x = layers.Conv2D(
+            _w(filters, width), 3, padding="same", activation="relu", kernel_initializer=initializer
+        )(x)
         x = layers.MaxPooling2D(2, padding="same")(x)
         x = layers.Dropout(dropout)(x)
     x = layers.Flatten()(x)
@@ -91,8 +94,9 @@ def strided_cnn(
     augment: str | None = None,
     name: str = "strided_cnn",
 ) -> keras.Model:
-    """Seed 002's teacher: conv(3x3, stride 2) + LeakyReLU(0.2), max-pool (stride 1),
-    conv(3x3, stride 2), then the logits; about 1.4 M parameters at the seed's filters."""
+    """The Colab teacher-student notebook's teacher: conv(3x3, stride 2) + LeakyReLU(0.2),
+    max-pool (stride 1),
+    conv(3x3, stride 2), then the logits; about 1.4 M parameters at that notebook's filters."""
     inputs, x = _inputs(input_shape, augment)
     x = layers.Conv2D(filters[0], 3, strides=2, padding="same")(x)
     x = layers.LeakyReLU(0.2)(x)
@@ -125,16 +129,18 @@ def densenet(
     augment: str | None = None,
     name: str = "densenet",
 ) -> keras.Model:
-    """DenseNet-BC as seed 001 builds it (DenseNet-121 at the default ``blocks``).
+    """DenseNet-BC as the DenseNet notebook builds it (DenseNet-121 at the default ``blocks``).
 
     Each dense layer is BN-ReLU6-conv(1x1, 4k) (the bottleneck) then BN-ReLU6-conv(3x3, k),
     concatenated to its input; transitions are BN, conv(1x1) keeping ``compression`` of the
     channels, and 2x2 average pooling. ``stem="imagenet"``: conv(7x7, 2k, stride 2) and a
-    3x3/2 max-pool (the seed, for 112x112 inputs); ``stem="small"``: conv(3x3, 2k) and a 2x2
-    max-pool, for 28x28 or 32x32 inputs. Growth 32 gives the seed's teacher (~7.05 M parameters), growth 12
+    3x3/2 max-pool (the DenseNet notebook's, for 112x112 inputs); ``stem="small"``: conv(3x3,
+    2k) and a 2x2 max-pool, for 28x28 or 32x32 inputs. Growth 32 gives that notebook's teacher
+    (~7.05 M parameters), growth 12
     its student (~1.03 M).
 
-    ``bn_momentum`` is the BatchNorm layers' moving-average momentum: Keras's 0.99 (the seed's)
+    ``bn_momentum`` is the BatchNorm layers' moving-average momentum: Keras's 0.99 (the DenseNet
+    notebook's)
     suits long runs; in a run of a few hundred steps the moving statistics lag so far behind
     the weights that the model evaluates near chance for the first epochs and far below its
     training accuracy after them (notebook 02's ``cpu`` profile uses 0.9).
@@ -166,7 +172,7 @@ def densenet(
     return keras.Model(inputs, _head(x, num_classes), name=name)
 
 
-# --------------------------------------------------------------------------- FitNets (seed 003)
+# --------------------------------------------------------------------------- FitNets
 
 
 def vgg_teacher(
@@ -178,18 +184,22 @@ def vgg_teacher(
     augment: str | None = None,
     name: str = "vgg_teacher",
 ) -> keras.Model:
-    """Seed 003's VGG-style teacher: conv 64-64, pool, 128-128, pool, 256x3 (the last one's
+    """The FitNets notebook's VGG-style teacher: conv 64-64, pool, 128-128, pool, 256x3 (the
+    last one's
     ReLU output is the ``"hint"`` layer, 8x8 on CIFAR), pool, dropout 0.4, 512x4, pool, dropout
     0.4, dense 1024-256-64, dropout 0.3, logits.
 
-    ``batch_norm`` (default on) puts BatchNorm between each convolution and its ReLU. The seed's
+    ``batch_norm`` (default on) puts BatchNorm between each convolution and its ReLU. That
+    notebook's
     network has none: thirteen plain ReLU layers trained from scratch with Adam often stall at
     chance accuracy (every ReLU dead; the course's first ``cpu`` run did exactly that), which
     ``batch_norm=False`` reproduces. Below ``width`` 1 the dense layers keep at least 64 units:
     a 16-unit bottleneck under dropout also kept the narrow teacher at chance."""
 
     def conv(x, n, name=None):
-        x = layers.Conv2D(_w(n, width), 3, padding="same", use_bias=not batch_norm, kernel_initializer="he_normal")(x)
+        x = layers.Conv2D(
+            _w(n, width), 3, padding="same", use_bias=not batch_norm, kernel_initializer="he_normal"
+        )(x)
         if batch_norm:
             x = layers.BatchNormalization()(x)
         return layers.ReLU(name=name)(x)
@@ -204,18 +214,28 @@ def vgg_teacher(
     x = layers.Dropout(0.4)(layers.MaxPooling2D(2, padding="same")(x))
     x = layers.Flatten()(x)
     for units in (1024, 256, 64):
-        x = layers.Dense(max(64, _w(units, width)), activation="relu", kernel_initializer="he_normal")(x)
+        x = layers.Dense(
+            max(64, _w(units, width)), activation="relu", kernel_initializer="he_normal"
+        )(x)
     x = layers.Dropout(0.3)(x)
     return keras.Model(inputs, _head(x, num_classes), name=name)
 
 
 def fitnet_student(
-    input_shape=(32, 32, 3), num_classes: int = 10, *, width: float = 1.0, augment: str | None = None, name: str = "fitnet_student"
+    input_shape=(32, 32, 3),
+    num_classes: int = 10,
+    *,
+    width: float = 1.0,
+    augment: str | None = None,
+    name: str = "fitnet_student",
 ) -> keras.Model:
-    """Seed 003's small student: conv 16, pool, conv 32, pool (the ``"guided"`` layer, 8x8 on
+    """The FitNets notebook's small student: conv 16, pool, conv 32, pool (the ``"guided"``
+    layer, 8x8 on
     CIFAR), dense 128 with dropout 0.3, logits."""
     inputs, x = _inputs(input_shape, augment)
-    x = layers.Conv2D(_w(16, width), 3, padding="same", activation="relu", kernel_initializer="he_normal")(x)
+    x = layers.Conv2D(
+        _w(16, width), 3, padding="same", activation="relu", kernel_initializer="he_normal"
+    )(x)
     x = layers.MaxPooling2D(2)(x)
     x = layers.Conv2D(_w(32, width), 3, padding="same", activation="relu")(x)
     x = layers.MaxPooling2D(2, name="guided")(x)
@@ -237,7 +257,13 @@ PLAIN_CNNS = {
 
 
 def plain_cnn(
-    depth: int, input_shape=(32, 32, 3), num_classes: int = 10, *, width: float = 1.0, augment: str | None = None, name: str | None = None
+    depth: int,
+    input_shape=(32, 32, 3),
+    num_classes: int = 10,
+    *,
+    width: float = 1.0,
+    augment: str | None = None,
+    name: str | None = None,
 ) -> keras.Model:
     """Mirzadeh et al.'s (TAKD) plain CNNs of depth 2, 4, 6, 8 or 10: 3x3 convolutions (pad 1)
     each followed by BatchNorm and ReLU, a 2x2 max-pool after each stage, then the dense
@@ -257,7 +283,7 @@ def plain_cnn(
     return keras.Model(inputs, _head(x, num_classes), name=name or f"plane{depth}")
 
 
-# --------------------------------------------------------------------------- SVHN (seed 004)
+# ------------------------------------------------------------ SVHN (the quantization homework)
 
 
 def svhn_cnn(
@@ -281,10 +307,14 @@ def svhn_cnn(
 
     def conv(x, filters, first=False):
         if quantized and not first:
-            x = quant.QuantConv2D(_w(filters, width), 3, padding="same", use_bias=False, weight_bits=weight_bits)(x)
+            x = quant.QuantConv2D(
+                _w(filters, width), 3, padding="same", use_bias=False, weight_bits=weight_bits
+            )(x)
         else:
             x = layers.Conv2D(_w(filters, width), 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization(momentum=0.9)(x)  # 0.99 lags far behind in a few hundred steps
+        x = layers.BatchNormalization(momentum=0.9)(
+            x
+        )  # 0.99 lags far behind in a few hundred steps
         if quantized and activation_bits:
             return quant.QuantReLU(activation_bits)(x)
         return layers.ReLU()(x)

@@ -26,7 +26,9 @@ def _spread(values) -> float:
     return float(values.std(ddof=1)) if values.size > 1 else 0.0
 
 
-def soft_targets(logits: Sequence[float], temperatures: Sequence[float], class_names=None) -> Figure:
+def soft_targets(
+    logits: Sequence[float], temperatures: Sequence[float], class_names=None
+) -> Figure:
     """Bars of ``softmax(logits / T)`` for each temperature: how T softens the targets."""
     z = np.asarray(logits, dtype=np.float64)
     names = list(class_names) if class_names is not None else [str(i) for i in range(len(z))]
@@ -35,7 +37,12 @@ def soft_targets(logits: Sequence[float], temperatures: Sequence[float], class_n
     width = 0.8 / len(temperatures)
     for i, t in enumerate(temperatures):
         p = np.exp((z - z.max()) / t)
-        ax.bar(np.arange(len(z)) + (i - (len(temperatures) - 1) / 2) * width, p / p.sum(), width, label=f"T = {t:g}")
+        ax.bar(
+            np.arange(len(z)) + (i - (len(temperatures) - 1) / 2) * width,
+            p / p.sum(),
+            width,
+            label=f"T = {t:g}",
+        )
     ax.set_xticks(np.arange(len(z)), names)
     ax.set_xlabel("class")
     ax.set_ylabel("probability")
@@ -45,7 +52,9 @@ def soft_targets(logits: Sequence[float], temperatures: Sequence[float], class_n
 
 
 def curves(
-    histories: Mapping[str, Mapping | Sequence[Mapping]], metric: str = "val_accuracy", ylabel: str | None = None
+    histories: Mapping[str, Mapping | Sequence[Mapping]],
+    metric: str = "val_accuracy",
+    ylabel: str | None = None,
 ) -> Figure:
     """``metric`` per epoch for several runs, one line each: ``histories`` maps a label to a
     Keras-style history dict, or to a list of them (one per seed), drawn as the mean with a
@@ -56,9 +65,21 @@ def curves(
         runs = [runs] if isinstance(runs, Mapping) else list(runs)
         values = np.array([run[metric] for run in runs], dtype=float)
         epochs = np.arange(1, values.shape[1] + 1)
-        line = ax.plot(epochs, values.mean(axis=0), marker="o", markersize=3, label=label + (f" ({len(runs)} seeds)" if len(runs) > 1 else ""))
+        line = ax.plot(
+            epochs,
+            values.mean(axis=0),
+            marker="o",
+            markersize=3,
+            label=label + (f" ({len(runs)} seeds)" if len(runs) > 1 else ""),
+        )
         if len(runs) > 1:
-            ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line[0].get_color(), alpha=0.15)
+            ax.fill_between(
+                epochs,
+                values.min(axis=0),
+                values.max(axis=0),
+                color=line[0].get_color(),
+                alpha=0.15,
+            )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel or metric.replace("_", " "))
@@ -90,7 +111,14 @@ def sweep(
     ax = fig.subplots()
     for label, points in results.items():
         xs = sorted(points)
-        ax.errorbar(xs, [np.mean(points[x]) for x in xs], yerr=[_spread(points[x]) for x in xs], marker="o", capsize=3, label=label)
+        ax.errorbar(
+            xs,
+            [np.mean(points[x]) for x in xs],
+            yerr=[_spread(points[x]) for x in xs],
+            marker="o",
+            capsize=3,
+            label=label,
+        )
     for label, values in (baselines or {}).items():
         m, s = np.mean(values), _spread(values)
         line = ax.axhline(m, linestyle="--", linewidth=1, color="gray", label=label)
@@ -117,7 +145,13 @@ def accuracy_vs_size(
     ax = fig.subplots()
     for label, (size, values) in points.items():
         ax.errorbar([size], [np.mean(values)], yerr=[_spread(values)], marker="o", capsize=3)
-        ax.annotate(label, (size, np.mean(values)), textcoords="offset points", xytext=(5, 5), fontsize="small")
+        ax.annotate(
+            label,
+            (size, np.mean(values)),
+            textcoords="offset points",
+            xytext=(5, 5),
+            fontsize="small",
+        )
     for label, values in (baselines or {}).items():
         m, s = np.mean(values), _spread(values)
         ax.axhline(m, linestyle="--", linewidth=1, color="gray", label=label)

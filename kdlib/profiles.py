@@ -1,4 +1,5 @@
-"""The ``smoke`` / ``cpu`` / ``full`` settings of every notebook, declared once (DESIGN.md, "Profiles").
+"""The ``smoke`` / ``cpu`` / ``full`` settings of every notebook, declared once (DESIGN.md,
+"Profiles").
 
 * ``smoke``: seconds per notebook on 2 CPU cores, for tests and CI; results are meaningless.
 * ``cpu`` (default): at most ~15 minutes per notebook on 2 CPU cores; the KD effect is visible.
@@ -42,7 +43,8 @@ class P(NamedTuple):
 ABOUT = {
     "smoke": "smoke profile: tiny subsets and a single epoch, to check that the notebook runs; "
     "its numbers mean nothing",
-    "cpu": "cpu profile: reduced data, widths and epochs, sized for about 15 minutes on 2 CPU cores",
+    "cpu": "cpu profile: reduced data, widths and epochs, sized for about 15 minutes on 2 CPU "
+    "cores",
     "full": "full profile: the paper's / original notebook's scale, meant for a GPU",
 }
 
@@ -74,8 +76,13 @@ class Spec:
                 raise ValueError(f"{name} must be finite ({self.about}), got {value!r}")
             value = float(value)
         if self.choices is not None and value not in self.choices:
-            raise ValueError(f"{name} must be one of {', '.join(map(repr, self.choices))} ({self.about}), got {value!r}")
-        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise ValueError(
+                f"{name} must be one of {', '.join(map(repr, self.choices))} ({self.about}), "
+                f"got {value!r}"
+            )
+        if (self.low is not None and value < self.low) or (
+            self.high is not None and value > self.high
+        ):
             raise ValueError(f"{name} must be in {self._range()} ({self.about}), got {value!r}")
         return value
 
@@ -113,7 +120,9 @@ def _size(about):
 SPECS: dict[str, Spec] = {
     "seed": Spec("int", "first random seed; the runs use seed, seed + 1, ...", low=0),
     "seeds": Spec("int", "how many seeds each student is trained with", low=1, high=100),
-    "dataset": Spec("str", "the dataset to load (a stand-in is announced if it is absent)", choices=DATASETS),
+    "dataset": Spec(
+        "str", "the dataset to load (a stand-in is announced if it is absent)", choices=DATASETS
+    ),
     "epochs": _count("training epochs of each student"),
     "teacher_epochs": _count("training epochs of the teacher"),
     "hint_epochs": _count("epochs of the FitNets hint stage"),
@@ -125,17 +134,32 @@ SPECS: dict[str, Spec] = {
     "hinton_lr": Spec("float", "learning rate of part 2's nets", low=1e-7, high=1.0),
     "temperature": Spec("float", "softmax temperature T of the soft term", low=1e-3, high=1e4),
     "hinton_temperature": Spec("float", "temperature of part 2's distillation", low=1e-3, high=1e4),
-    "kd_temperature": Spec("float", "T of the KD students; None: the sweep's best on validation", low=1e-3, high=1e4, none=True),
+    "kd_temperature": Spec(
+        "float",
+        "T of the KD students; None: the sweep's best on validation",
+        low=1e-3,
+        high=1e4,
+        none=True,
+    ),
     "alpha": Spec("float", "weight of the soft term; the labels get 1 - alpha", low=0.0, high=1.0),
     "hinton_alpha": Spec("float", "weight of the soft term in part 2", low=0.0, high=1.0),
-    "kd_alpha": Spec("float", "alpha of the KD students; None: the sweep's best on validation", low=0.0, high=1.0, none=True),
+    "kd_alpha": Spec(
+        "float",
+        "alpha of the KD students; None: the sweep's best on validation",
+        low=0.0,
+        high=1.0,
+        none=True,
+    ),
     "temperatures": Spec("floats", "temperatures of the sweep", low=1e-3, high=1e4),
     "alphas": Spec("floats", "soft-term weights of the sweep", low=0.0, high=1.0),
-    "sweep_seeds": Spec("int", "seeds per point of the sweep (on the validation split)", low=1, high=100),
+    "sweep_seeds": Spec(
+        "int", "seeds per point of the sweep (on the validation split)", low=1, high=100
+    ),
     "n_val": _count("validation images, split off the training set for model selection"),
     "n_teacher": _size("the teacher's training images"),
     "n_train": _size("the students' training images"),
     "n_transfer": _size("the student's training (transfer) images"),
+    "n_assistant": _size("training images of the stronger assistant"),
     "cnn_n_train": _size("training images of part 1's CNNs"),
     "width": Spec("float", "channel multiplier of the networks", low=0.01, high=16.0),
     "cnn_width": Spec("float", "channel multiplier of part 1's CNNs", low=0.01, high=16.0),
@@ -147,14 +171,25 @@ SPECS: dict[str, Spec] = {
     "teacher_growth": _count("growth rate k of the teacher DenseNet"),
     "student_growth": _count("growth rate k of the student DenseNet"),
     "blocks": Spec("ints", "dense layers per DenseNet block", low=1),
-    "image_size": Spec("int", "side of the images the DenseNets see (resized on the device)", low=8, high=1024),
+    "image_size": Spec(
+        "int", "side of the images the DenseNets see (resized on the device)", low=8, high=1024
+    ),
     "stem": Spec("str", "DenseNet stem", choices=("small", "imagenet")),
     "bn_momentum": Spec("float", "BatchNorm moving-average momentum", low=0.0, high=0.9999),
-    "mixed_precision": Spec("str", "dtype policy; auto: float16 on a GPU", choices=("auto", "off", "float16", "bfloat16")),
+    "mixed_precision": Spec(
+        "str",
+        "dtype policy; auto: float16 on a GPU",
+        choices=("auto", "off", "float16", "bfloat16"),
+    ),
     "tensorboard": Spec("str", "a folder for TensorBoard logs, or None", none=True),
-    "augment": Spec("str", "the teacher's training augmentation", choices=("none", "jitter", "flip_crop")),
+    "augment": Spec(
+        "str", "the teacher's training augmentation", choices=("none", "jitter", "flip_crop")
+    ),
     "teacher_optimizer": Spec("str", "the teacher's optimizer", choices=("adam", "adamw", "sgd")),
-    "teacher_schedule": Spec("str", "the teacher's learning-rate schedule", choices=("constant", "cosine")),
+    "teacher_schedule": Spec(
+        "str", "the teacher's learning-rate schedule", choices=("constant", "cosine")
+    ),
+    "schedule": Spec("str", "the students' learning-rate schedule", choices=("constant", "cosine")),
     "assistants": Spec("ints", "depths of the assistants tried one at a time", choices=(4, 6, 8)),
     "weight_bits": Spec("int", "bits per weight of the quantized student", low=1, high=16),
     "activation_bits": Spec("int", "bits per activation of the quantized student", low=1, high=16),
@@ -183,10 +218,11 @@ NOTEBOOKS: dict[str, dict] = {
         "seeds": P(1, 3, 5),
         "n_val": P(500, 5000, 5000),
         "batch_size": 128,
+        "schedule": "constant",  # the students' learning-rate schedule
         # part 1: an ensemble of CNNs, distilled into one CNN
         "cnn_n_train": P(2000, 30000, None),
         "cnn_width": P(0.25, 0.5, 1.0),
-        "epochs": P(1, 4, 20),
+        "epochs": P(1, 6, 20),
         "member_dropout": P(0.0, 0.0, 0.3),
         "student_dropout": P(0.0, 0.0, 0.3),
         "temperature": 3.0,
@@ -196,8 +232,8 @@ NOTEBOOKS: dict[str, dict] = {
         "hinton_temperature": 20.0,
         "hinton_alpha": 0.5,
         "hinton_lr": 1e-3,
-        "hinton_teacher_epochs": P(1, 12, 60),
-        "hinton_student_epochs": P(1, 6, 30),
+        "hinton_teacher_epochs": P(1, 20, 120),
+        "hinton_student_epochs": P(1, 6, 60),
     },
     "02_densenet_teacher_student_mnist": {
         "seed": 0,
@@ -209,7 +245,9 @@ NOTEBOOKS: dict[str, dict] = {
         "batch_size": P(64, 64, 256),
         "lr": 1e-3,
         "n_val": P(500, 3000, 10000),
-        "n_teacher": P(1000, 25000, None),  # the teacher's training images (cpu: 2 epochs in about 1.5 minutes)
+        "n_teacher": P(
+            1000, 25000, None
+        ),  # the teacher's training images (cpu: 2 epochs in about 1.5 minutes)
         "n_train": P(1000, 4000, None),  # the students'
         "image_size": P(28, 28, 112),
         "stem": P("small", "small", "imagenet"),
@@ -229,7 +267,9 @@ NOTEBOOKS: dict[str, dict] = {
         "temperatures": P((2.0, 8.0), (2.0, 4.0, 8.0), (2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0)),
         "alphas": P((0.9,), (0.5, 0.9), (0.3, 0.5, 0.7, 0.9)),
         "sweep_seeds": P(1, 3, 3),
-        "augment": P("none", "none", "flip_crop"),  # cpu: a 4-epoch teacher with flip_crop reached only 85.8 %
+        "augment": P(
+            "none", "none", "flip_crop"
+        ),  # cpu: a 4-epoch teacher with flip_crop reached only 85.8 %
         "epochs": P(1, 10, 30),
         "hint_epochs": P(1, 3, 10),
         "batch_size": P(64, 64, 128),
@@ -248,12 +288,13 @@ NOTEBOOKS: dict[str, dict] = {
         "seed": 0,
         "seeds": P(1, 3, 3),
         "dataset": "cifar10",
-        "temperature": 4.0,
-        "alpha": 0.5,
+        "temperature": P(4.0, 2.0, 4.0),  # cpu: the T notebook 03's sweep chose on validation
+        "alphas": P((0.5,), (0.1, 0.5, 0.9), (0.1, 0.5, 0.9)),  # 0.1 is TAKD's lambda = 0.5 here
         "epochs": P(1, 8, 40),
         "batch_size": P(64, 64, 128),
         "lr": 1e-3,
         "n_train": P(1000, 5000, None),  # the students' training images
+        "n_assistant": P(2000, 20000, None),  # the stronger assistant's
         "width": P(0.25, 0.5, 1.0),
         "assistants": P((4,), (4, 6, 8), (4, 6, 8)),
     },
@@ -282,7 +323,7 @@ NOTEBOOKS: dict[str, dict] = {
 
 # The training-set sizes each notebook takes out of its dataset: (n_val, every n_* drawn from
 # what remains). Checked against the dataset's size in get().
-_SIZE_KNOBS = ("n_teacher", "n_train", "n_transfer", "cnn_n_train")
+_SIZE_KNOBS = ("n_teacher", "n_train", "n_transfer", "cnn_n_train", "n_assistant")
 
 
 class Config(dict):
@@ -348,7 +389,8 @@ def get(notebook: str, profile: str | None = None, **overrides) -> Config:
     unknown = sorted(set(overrides) - set(knobs))
     if unknown:
         raise ValueError(
-            f"unknown setting(s) {', '.join(unknown)} for {notebook}; valid settings: {', '.join(knobs)}"
+            f"unknown setting(s) {', '.join(unknown)} for {notebook}; valid settings: "
+            f"{', '.join(knobs)}"
         )
     cfg = Config(profile=name)
     for knob, value in knobs.items():
@@ -372,8 +414,9 @@ def parameters_cell(notebook: str) -> str:
     """The source of ``notebook``'s parameters cell, made from its table: every setting, None
     by default, with Colab's ``# @param`` form annotations."""
     lines = [
-        "# Parameters (papermill -p / -y, or Colab's form). None = the profile's value. Every setting,",
-        f'# its value per profile and its meaning: kdlib.profiles.describe("{notebook}")',
+        "# Parameters (papermill -p / -y, or Colab's form); None = the profile's value. Every",
+        "# setting's value per profile and its meaning:",
+        f'# kdlib.profiles.describe("{notebook}")',
         'profile = None  # @param [None, "smoke", "cpu", "full"] {type:"raw"}',
     ]
     for knob in NOTEBOOKS[notebook]:
@@ -393,7 +436,9 @@ def describe(notebook: str):
     rows = []
     for knob, value in NOTEBOOKS[notebook].items():
         values = value if isinstance(value, P) else P(value, value, value)
-        rows.append({"setting": knob, **dict(zip(PROFILES, map(str, values))), "meaning": SPECS[knob].about})
+        rows.append(
+            {"setting": knob, **dict(zip(PROFILES, map(str, values))), "meaning": SPECS[knob].about}
+        )
     return Table(rows)
 
 

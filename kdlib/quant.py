@@ -9,7 +9,8 @@ learned (PACT, Choi et al. 2018).
 
 Training keeps float32 "shadow" weights and quantizes them in every forward pass; gradients
 pass through the rounding unchanged (the straight-through estimator, written as
-``q(w) + w - w`` with the gradient stopped on ``q(w)`` and one ``w``), so the layers work on every backend.
+``q(w) + w - w`` with the gradient stopped on ``q(w)`` and one ``w``), so the layers work on
+every backend.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from keras import layers, ops
 def check_bits(bits, what: str = "bits") -> int:
     """Return ``bits`` if it is an integer in 1..16; otherwise raise a clear ValueError."""
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
-        raise ValueError(f"{what} must be an integer from 1 to 16, got {bits!r} ({type(bits).__name__})")
+        raise ValueError(
+            f"{what} must be an integer from 1 to 16, got {bits!r} ({type(bits).__name__})"
+        )
     if not 1 <= bits <= 16:
         raise ValueError(f"{what} must be from 1 to 16, got {bits}")
     return int(bits)
@@ -72,7 +75,9 @@ class _QuantKernel:
         """Bytes to store this layer: k-bit kernel, float32 scales, float32 bias."""
         n_scales = int(self.kernel.shape[-1]) if self.per_channel else 1
         bias = int(np.prod(self.bias.shape)) if self.use_bias else 0
-        return math.ceil(int(np.prod(self.kernel.shape)) * self.weight_bits / 8) + 4 * (n_scales + bias)
+        return math.ceil(int(np.prod(self.kernel.shape)) * self.weight_bits / 8) + 4 * (
+            n_scales + bias
+        )
 
     def _quant_config(self) -> dict:
         return {"weight_bits": self.weight_bits, "per_channel": self.per_channel}
@@ -100,7 +105,9 @@ class QuantDense(_QuantKernel, layers.Dense):
 class QuantConv2D(_QuantKernel, layers.Conv2D):
     """``keras.layers.Conv2D`` with ``weight_bits``-bit weights (straight-through estimator)."""
 
-    def __init__(self, filters, kernel_size, *, weight_bits: int = 8, per_channel: bool = True, **kwargs):
+    def __init__(
+        self, filters, kernel_size, *, weight_bits: int = 8, per_channel: bool = True, **kwargs
+    ):
         super().__init__(filters, kernel_size, **kwargs)
         self._init_quant(weight_bits, per_channel)
 
@@ -122,6 +129,14 @@ class QuantReLU(layers.Layer):
     def __init__(self, bits: int = 4, clip: float = 6.0, **kwargs):
         super().__init__(**kwargs)
         self.bits = check_bits(bits, "activation bits")
+        if (
+            isinstance(clip, bool)
+            or not isinstance(clip, (int, float, np.floating))
+            or not clip > 0
+        ):
+            raise ValueError(
+                f"clip is the initial upper bound of the activations and must be > 0, got {clip!r}"
+            )
         self.initial_clip = float(clip)
 
     def build(self, input_shape):

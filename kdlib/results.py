@@ -57,7 +57,9 @@ def committed_dir(profile: str) -> Path:
     """The folder of the committed records of ``profile`` (``cpu``: ``results/``, ``full``:
     ``results/full/``)."""
     if profile not in PROFILE_FOLDERS:
-        raise ValueError(f"only the {' and '.join(PROFILE_FOLDERS)} runs are committed, not {profile!r}")
+        raise ValueError(
+            f"only the {' and '.join(PROFILE_FOLDERS)} runs are committed, not {profile!r}"
+        )
     return REPO / PROFILE_FOLDERS[profile]
 
 
@@ -68,11 +70,17 @@ def git_commit() -> dict:
     def git(*args) -> str:
         return subprocess.run(
             ["git", "-c", f"safe.directory={REPO}", "-C", str(REPO), *args],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
 
     try:
-        return {"commit": git("rev-parse", "--short", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+        return {
+            "commit": git("rev-parse", "--short", "HEAD") or None,
+            "dirty": bool(git("status", "--porcelain")),
+        }
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
 
@@ -131,7 +139,14 @@ def _plain(value):
 class Run:
     """One notebook run: create it at the start, ``log`` metrics, ``save`` at the end."""
 
-    def __init__(self, notebook: str, config: dict, *, dataset: str | None = None, requested: str | None = None):
+    def __init__(
+        self,
+        notebook: str,
+        config: dict,
+        *,
+        dataset: str | None = None,
+        requested: str | None = None,
+    ):
         self.notebook = notebook
         self.config = dict(config)
         self.dataset = dataset
@@ -185,7 +200,9 @@ def load(directory: str | os.PathLike | None = None) -> list[dict]:
             if not isinstance(record, dict) or "notebook" not in record:
                 raise ValueError("no 'notebook' field")
         except (OSError, ValueError) as e:
-            raise ValueError(f"{path}: not a readable kdlib record ({e}); re-run its notebook or delete it") from e
+            raise ValueError(
+                f"{path}: not a readable kdlib record ({e}); re-run its notebook or delete it"
+            ) from e
         records.append(record)
     return records
 
@@ -262,7 +279,9 @@ class Comparison:
     def verdict(self) -> str:
         if self.p is None:
             return "n/a (one run has no spread)"
-        return f"{'beyond' if self.beyond_noise else 'within'} noise (p = {self.p:.3f}, {self.test})"
+        return (
+            f"{'beyond' if self.beyond_noise else 'within'} noise (p = {self.p:.3f}, {self.test})"
+        )
 
     def row(self, digits: int = 4) -> dict[str, str]:
         """Table cells: difference, confidence interval, verdict."""
@@ -274,31 +293,49 @@ class Comparison:
         }
 
 
-def compare(a: Sequence[float], b: Sequence[float], *, paired: bool = True, level: float = 0.05) -> Comparison:
+def compare(
+    a: Sequence[float], b: Sequence[float], *, paired: bool = True, level: float = 0.05
+) -> Comparison:
     """Is ``mean(a) - mean(b)`` beyond the noise between seeds? A two-sided t-test from SciPy:
     paired (``scipy.stats.ttest_rel``) when ``a[i]`` and ``b[i]`` come from the same seed, as
     the course's runs do (same initial weights, same batches: the seed's own luck cancels),
     else Welch's (``ttest_ind(equal_var=False)``). Returns the difference, its ``1 - level``
     confidence interval and the p-value; ``beyond_noise`` when p < ``level``."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    a, b = np.asarray(a, dtype=float).reshape(-1), np.asarray(b, dtype=float).reshape(-1)
+    if not (a.size and b.size) or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("compare needs at least one finite value on each side")
     diff = float(a.mean() - b.mean())
     if min(len(a), len(b)) < 2:
         return Comparison(diff, diff, diff, None, "none", level)
     if paired:
         if len(a) != len(b):
-            raise ValueError(f"a paired test needs one value per seed in each, got {len(a)} and {len(b)}")
+            raise ValueError(
+                f"a paired test needs one value per seed in each, got {len(a)} and {len(b)}"
+            )
         d = a - b
-        if np.allclose(d, d[0], rtol=0, atol=1e-12):  # no spread: no t statistic, yet a clear answer
+        if np.allclose(
+            d, d[0], rtol=0, atol=1e-12
+        ):  # no spread: no t statistic, yet a clear answer
             return Comparison(diff, diff, diff, 1.0 if d[0] == 0 else 0.0, "paired t", level)
         result = stats.ttest_rel(a, b)
     else:
         result = stats.ttest_ind(a, b, equal_var=False)
     ci = result.confidence_interval(1 - level)
-    return Comparison(diff, float(ci.low), float(ci.high), float(result.pvalue), "paired t" if paired else "Welch t", level)
+    return Comparison(
+        diff,
+        float(ci.low),
+        float(ci.high),
+        float(result.pvalue),
+        "paired t" if paired else "Welch t",
+        level,
+    )
 
 
 def compare_table(
-    comparisons: Sequence[tuple[str, Sequence[float], Sequence[float]]], *, digits: int = 4, paired: bool = True
+    comparisons: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    *,
+    digits: int = 4,
+    paired: bool = True,
 ) -> Table:
     """A table of :func:`compare` results, one row per ``(label, a, b)``: each side's
     ``mean ± std``, the difference, its confidence interval and the verdict."""
@@ -310,7 +347,9 @@ def compare_table(
 
 
 def _headline_table(record: dict) -> Table:
-    rows = [{"measure": k, "value": v} for k, v in record.get("metrics", {}).get("headline", {}).items()]
+    rows = [
+        {"measure": k, "value": v} for k, v in record.get("metrics", {}).get("headline", {}).items()
+    ]
     return Table(rows, columns=["measure", "value"])
 
 
@@ -323,7 +362,10 @@ def summary(records: Iterable[dict]) -> str:
         data = r.get("dataset") or "?"
         if r.get("requested_dataset") not in (None, data):
             data += f" (stand-in for {r['requested_dataset']})"
-        parts.append(f"{r['notebook']} · {r['profile']} profile · {data} · {minutes:.1f} min\n{_headline_table(r)}")
+        parts.append(
+            f"{r['notebook']} · {r['profile']} profile · {data} · {minutes:.1f} min\n"
+            f"{_headline_table(r)}"
+        )
     return "\n\n".join(parts) if parts else "(no records)"
 
 

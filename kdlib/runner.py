@@ -89,13 +89,24 @@ def run_one(nb: Path, profile: str, *, commit: bool, out: Path, records: Path) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Execute the course notebooks with papermill.")
-    parser.add_argument("--profile", default=os.environ.get("KDLIB_PROFILE") or "cpu", choices=profiles.PROFILES)
-    parser.add_argument("--out", type=Path, help="folder for executed copies and records (default runs/<profile>)")
-    parser.add_argument("--commit", action="store_true", help="make the committed runs (cpu: in place; full: notebooks/full/)")
+    parser.add_argument(
+        "--profile", default=os.environ.get("KDLIB_PROFILE") or "cpu", choices=profiles.PROFILES
+    )
+    parser.add_argument(
+        "--out", type=Path, help="folder for executed copies and records (default runs/<profile>)"
+    )
+    parser.add_argument(
+        "--commit",
+        action="store_true",
+        help="make the committed runs (cpu: in place; full: notebooks/full/)",
+    )
     parser.add_argument("--only", help="run only notebooks whose file name contains this")
     args = parser.parse_args(argv)
     if args.commit and args.profile not in results.PROFILE_FOLDERS:
-        parser.error(f"--commit makes the committed runs of {' and '.join(results.PROFILE_FOLDERS)}, not {args.profile}")
+        parser.error(
+            f"--commit makes the committed runs of {' and '.join(results.PROFILE_FOLDERS)}, "
+            f"not {args.profile}"
+        )
     todo = notebooks(args.only)
     if not todo:
         parser.error(f"no notebook matches {args.only!r} in {NOTEBOOKS}")
@@ -113,10 +124,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    FAILED after {minutes:.1f} min at {error}", flush=True)
         else:
             print(f"    done in {minutes:.1f} min", flush=True)
-    done = [r for r in results.load(records) if any(r["notebook"] == nb.stem for nb in todo)] if records.is_dir() else []
+    done = (
+        [r for r in results.load(records) if any(r["notebook"] == nb.stem for nb in todo)]
+        if records.is_dir()
+        else []
+    )
     print(f"\nRecords in {records}:\n{results.summary(done)}")
     if failures:
-        print(f"\n{len(failures)} notebook(s) failed:\n" + "\n".join(f"  {k}: {v}" for k, v in failures.items()))
+        print(
+            f"\n{len(failures)} notebook(s) failed:\n"
+            + "\n".join(f"  {k}: {v}" for k, v in failures.items())
+        )
         return 1
     return 0
 

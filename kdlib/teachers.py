@@ -33,7 +33,12 @@ def vgg(
     Returns ``(teacher, info)`` as ``kdlib.train.cached_classifier``."""
     sp = data.splits(dataset, n_val, n_teacher, seed=seed)
     build = functools.partial(
-        models.vgg_teacher, sp.train[0].shape[1:], width=width, batch_norm=True, augment=augment, name="teacher"
+        models.vgg_teacher,
+        sp.train[0].shape[1:],
+        width=width,
+        batch_norm=True,
+        augment=augment,
+        name="teacher",
     )
     return train.cached_classifier(
         f"vgg_teacher_{dataset.name}",

@@ -36,13 +36,34 @@ RECORDS = results.REPO / "results"
 
 
 def records() -> dict[str, dict]:
-    """The committed records, by notebook name."""
-    return {r["notebook"]: r for r in results.load(RECORDS)}
+    """The committed records, by notebook name; the full profile's as "full/<notebook>"."""
+    found = {r["notebook"]: r for r in results.load(RECORDS)}
+    if (RECORDS / "full").is_dir():
+        found.update({f"full/{r['notebook']}": r for r in results.load(RECORDS / "full")})
+    return found
 
 
 def _errors(values) -> str:
-    values = np.asarray(values, dtype=float)
-    return f"{values.mean():.1f} ± {values.std():.1f}" if len(values) > 1 else f"{values.mean():.0f}"
+    return results.mean_std(values, digits=1) if len(values) > 1 else f"{values[0]:.0f}"
+
+
+def _verdict(a, b) -> str:
+    """The course's test of a difference (kdlib.results.compare), in a few words."""
+    c = results.compare(a, b)
+    return "n/a" if c.p is None else f"{'yes' if c.beyond_noise else 'no'} (p = {c.p:.3f})"
+
+
+def _label(r: dict) -> str:
+    names = {
+        "mnist": "MNIST",
+        "fashion_mnist": "Fashion-MNIST",
+        "cifar10": "CIFAR-10",
+        "svhn": "SVHN",
+    }
+    data = names.get(r["dataset"], r["dataset"])
+    if r["requested_dataset"] != r["dataset"]:
+        data += f", stand-in for {names.get(r['requested_dataset'], r['requested_dataset'])}"
+    return data
 
 
 # --------------------------------------------------------------------------- figures
@@ -54,34 +75,65 @@ def fig_soft_targets(_):
 
 
 def fig_00(r):
-    m = r["metrics"]
-    return plots.curves({"student alone": m["curves"]["alone"], "student distilled": m["curves"]["distilled"]}, "val_accuracy")
+    curves = r["metrics"]["curves"]
+    lines = {"student alone": curves["alone"], "student distilled": curves["distilled"]}
+    return plots.curves(lines, ylabel=f"validation accuracy ({_label(r)})")
 
 
 def fig_02(r):
-    return plots.curves(r["metrics"]["curves"], "val_accuracy")
+    curves = {f"student {k}": v for k, v in r["metrics"]["curves"].items()}
+    return plots.curves(curves, ylabel=f"validation accuracy ({_label(r)})")
 
 
 def fig_03(r):
-    sweep = r["metrics"]["sweep"]
-    lines = {a: {float(t.split("=")[1]): v for t, v in ts.items()} for a, ts in sweep.items()}
-    return plots.sweep(lines, "temperature T", f"test accuracy ({r['dataset']})", baselines={"student alone": r["metrics"]["students"]["alone"]})
+    sweep = r["metrics"]["sweep_validation"]
+    lines = {
+        f"KD, α = {a.split('=')[1]}": {float(t.split("=")[1]): v for t, v in ts.items()}
+        for a, ts in sweep.items()
+    }
+    baselines = {"student alone": r["metrics"]["alone_validation"]}
+    return plots.sweep(
+        lines, "temperature T", f"validation accuracy ({_label(r)})", baselines=baselines
+    )
 
 
 def fig_04(r):
     m = r["metrics"]
     sizes = m["parameters"]
-    points = {name.replace("TAKD via ", ""): (sizes[name.split()[-1]] / 1e6, accs) for name, accs in m["students"].items() if name.startswith("TAKD")}
-    return plots.accuracy_vs_size(points, xlabel="assistant parameters (M)")
+    points = {
+        name.replace("TAKD ", ""): (sizes[name.split()[-1]] / 1e6, accs)
+        for name, accs in m["students"].items()
+        if name.startswith("TAKD via")
+    }
+    return plots.accuracy_vs_size(
+        points,
+        xlabel="assistant parameters (M)",
+        ylabel=f"test accuracy ({_label(r)})",
+        baselines={"student alone": m["students"]["NOKD"]},
+    )
 
 
 def fig_05(r):
     grid = r["metrics"]["grid"]
     lines = {v: {float(t.split("=")[1]): a for t, a in ts.items()} for v, ts in grid.items()}
-    return plots.sweep(lines, "temperature T", f"test accuracy ({r['dataset']})", logx=True, baselines={"quantized student alone": r["metrics"]["q1"]["alone"]})
+    alone = r["metrics"]["q1"]["alone"][: len(next(iter(next(iter(grid.values())).values())))]
+    return plots.sweep(
+        lines,
+        "temperature T",
+        f"test accuracy ({_label(r)})",
+        logx=True,
+        baselines={"quantized student alone": alone},
+    )
 
 
-FIGURES = {"soft_targets": fig_soft_targets, "00": fig_00, "02": fig_02, "03": fig_03, "04": fig_04, "05": fig_05}
+FIGURES = {
+    "soft_targets": fig_soft_targets,
+    "00": fig_00,
+    "02": fig_02,
+    "03": fig_03,
+    "04": fig_04,
+    "05": fig_05,
+}
 
 
 # --------------------------------------------------------------------------- tables
@@ -90,67 +142,182 @@ FIGURES = {"soft_targets": fig_soft_targets, "00": fig_00, "02": fig_02, "03": f
 def table_00(r):
     m = r["metrics"]
     return [
-        {"model": "teacher (CNN)", "test accuracy": f"{m['teacher_accuracy']:.4f}"},
-        {"model": "student alone", "test accuracy": results.mean_std(m["student_alone"])},
-        {"model": "student distilled", "test accuracy": results.mean_std(m["student_distilled"])},
+        {
+            "model": "teacher (CNN)",
+            "test accuracy": f"{m['teacher_accuracy']:.4f}",
+            "beyond noise?": "",
+        },
+        {
+            "model": "student alone",
+            "test accuracy": results.mean_std(m["student_alone"]),
+            "beyond noise?": "",
+        },
+        {
+            "model": "student distilled",
+            "test accuracy": results.mean_std(m["student_distilled"]),
+            "beyond noise?": _verdict(m["student_distilled"], m["student_alone"]),
+        },
     ]
+
+
+def _table_01(m, paper: bool):
+    rows = [
+        ("ensemble of 5 CNNs", [m["ensemble_errors"]], "43", None),
+        ("CNN alone", m["cnn_alone_errors"], "", None),
+        ("CNN distilled from the ensemble", m["cnn_distilled_errors"], "56", m["cnn_alone_errors"]),
+        ("2×1200 teacher", [m["hinton_teacher_errors"]], "67", None),
+        ("2×800 alone", m["hinton_alone_errors"], "146", None),
+        ("2×800 distilled, T = 20", m["hinton_distilled_errors"], "74", m["hinton_alone_errors"]),
+    ]
+    table = []
+    for name, errors, published, against in rows:
+        row = {"model": name, "test errors": _errors(errors)}
+        if paper:
+            row["paper / notes"] = published
+        row["fewer errors, beyond noise?"] = _verdict(against, errors) if against else ""
+        table.append(row)
+    return table
 
 
 def table_01(r):
-    m = r["metrics"]
-    return [
-        {"model": "ensemble of 5 CNNs", "test errors": _errors([m["ensemble_errors"]]), "paper": ""},
-        {"model": "CNN alone", "test errors": _errors(m["cnn_alone_errors"]), "paper": ""},
-        {"model": "CNN distilled from the ensemble", "test errors": _errors(m["cnn_distilled_errors"]), "paper": ""},
-        {"model": "2×1200 teacher", "test errors": _errors([m["hinton_teacher_errors"]]), "paper": "67"},
-        {"model": "2×800 alone", "test errors": _errors(m["hinton_alone_errors"]), "paper": "146"},
-        {"model": "2×800 distilled, T = 20", "test errors": _errors(m["hinton_distilled_errors"]), "paper": "74"},
-    ]
+    return _table_01(r["metrics"], paper=False)
 
 
 def table_02(r):
-    return [{k: row[k] for k in ("model", "parameters", "test accuracy", "size on disk (MB)", "ms/image, batch 1")} for row in r["metrics"]["table"]]
+    m = r["metrics"]
+    alone = m["student_accuracy"]["alone"]
+    return [
+        {
+            "student": variant,
+            "test accuracy": results.mean_std(accs),
+            "beyond noise?": _verdict(accs, alone) if variant != "alone" else "",
+        }
+        for variant, accs in m["student_accuracy"].items()
+    ]
+
+
+def _shipped_rows(shipped: dict) -> list[dict]:
+    rows = []
+    for model, formats in shipped.items():
+        for fmt, entry in formats.items():
+            if not isinstance(entry, dict):
+                continue
+            latency = entry["latency_ms"]["batch_1"]
+            rows.append(
+                {
+                    "model": model,
+                    "file": fmt,
+                    "kB": f"{entry['bytes'] / 1000:,.0f}",
+                    "test accuracy": f"{entry['accuracy']:.4f}",
+                    "ms, batch 1": f"{latency['median']:.3f}",
+                }
+            )
+    return rows
+
+
+def table_02_shipped(r):
+    return _shipped_rows(r["metrics"]["shipped"])
 
 
 def table_03(r):
     m = r["metrics"]
-    rows = [{"model": "teacher", f"test accuracy ({r['dataset']})": f"{m['teacher_accuracy']:.4f}"}]
-    kd = m.get("kd_setting")
-    at = f" (T = {kd['temperature']:g}, α = {kd['alpha']:g})" if kd else ""
-    rows += [{"model": f"student, {k}" + (at if "KD" in k else ""), f"test accuracy ({r['dataset']})": results.mean_std(v)} for k, v in m["students"].items()]
+    kd = m["kd_setting"]
+    at = f" (T = {kd['temperature']:g}, α = {kd['alpha']:g})"
+    alone = m["students"]["alone"]
+    rows = [
+        {"model": "teacher", "test accuracy": f"{m['teacher_accuracy']:.4f}", "beyond noise?": ""}
+    ]
+    rows += [
+        {
+            "model": f"student, {k}" + (at if "KD" in k else ""),
+            "test accuracy": results.mean_std(v),
+            "beyond noise?": _verdict(v, alone) if k != "alone" else "",
+        }
+        for k, v in m["students"].items()
+    ]
     return rows
 
 
 def table_04(r):
-    return [{"student trained by": k, f"test accuracy ({r['dataset']})": results.mean_std(v)} for k, v in r["metrics"]["students"].items()]
+    students = r["metrics"]["students"]
+    return [
+        {
+            "student trained by": k,
+            "test accuracy": results.mean_std(v),
+            "beyond noise?": _verdict(v, students["NOKD"]) if k != "NOKD" else "",
+        }
+        for k, v in students.items()
+    ]
 
 
 def table_05(r):
     m = r["metrics"]
     return [
-        {"model": "teacher (float32)", "test accuracy": f"{m['teacher_accuracy']:.4f}", "size (MB)": f"{m['sizes_mb']['teacher']:.3f}"},
-        {"model": "quantized student alone", "test accuracy": results.mean_std(m["q1"]["alone"]), "size (MB)": f"{m['sizes_mb']['student']:.3f}"},
-        {"model": "quantized student distilled", "test accuracy": results.mean_std(m["q1"]["distilled"]), "size (MB)": f"{m['sizes_mb']['student']:.3f}"},
+        {
+            "model": "teacher (float32)",
+            "test accuracy": f"{m['teacher_accuracy']:.4f}",
+            "beyond noise?": "",
+        },
+        {
+            "model": "quantized student alone",
+            "test accuracy": results.mean_std(m["q1"]["alone"]),
+            "beyond noise?": "",
+        },
+        {
+            "model": "quantized student distilled",
+            "test accuracy": results.mean_std(m["q1"]["distilled"]),
+            "beyond noise?": _verdict(m["q1"]["distilled"], m["q1"]["alone"]),
+        },
     ]
 
 
-TABLES = {"00": table_00, "01": table_01, "02": table_02, "03": table_03, "04": table_04, "05": table_05}
+def table_05_shipped(r):
+    rows = _shipped_rows(r["metrics"]["shipped"])
+    for row in rows:
+        arithmetic = r["metrics"]["shipped"][row["model"]]["bit_arithmetic_bytes"]
+        row["kB by bit arithmetic"] = f"{arithmetic / 1000:,.0f}"
+    return rows
+
+
+def table_full(recs):
+    """The full profile's committed runs against the papers (Hinton et al. and the notes)."""
+    r = recs.get("full/01_ensemble_distillation_mnist")
+    if r is None:
+        return [{"": "no full-profile run of notebook 01 is committed yet"}]
+    return _table_01(r["metrics"], paper=True)
+
+
+TABLES = {
+    "00": table_00,
+    "01": table_01,
+    "02": table_02,
+    "02_shipped": table_02_shipped,
+    "03": table_03,
+    "04": table_04,
+    "05": table_05,
+    "05_shipped": table_05_shipped,
+}
 
 
 def _record_for(name: str, recs: dict) -> dict | None:
-    matches = [r for n, r in recs.items() if n.startswith(name)]
+    """The cpu record of the notebook a directive names: "02" and "02_shipped" are notebook 02's."""
+    number = name.split("_")[0]
+    matches = [r for n, r in recs.items() if n.startswith(number)]
     return matches[0] if matches else None
 
 
 def _html_table(rows: list[dict]) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
+        for r in rows
+    )
     return f'<table class="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _caption(r: dict) -> str:
-    data = r["dataset"] + (f", stand-in for {r['requested_dataset']}" if r["dataset"] != r["requested_dataset"] else "")
-    return f'<p class="caption">record: {r["notebook"]} · profile {r["profile"]} · {html.escape(data)}</p>'
+    source = f"record: {r['notebook']} · profile {r['profile']} · {html.escape(_label(r))}"
+    return f'<p class="caption">{source}</p>'
 
 
 # --------------------------------------------------------------------------- build
@@ -170,13 +337,22 @@ def render_slide(text: str, recs: dict, figures: Path) -> str:
         kind, _, name = line.strip().partition(" ")
         if kind in ("::figure", "::table"):
             flush()
+            if name == "full":
+                parts.append(_html_table(table_full(recs)))
+                continue
             record = _record_for(name, recs) if name != "soft_targets" else {}
             if record is None:
-                parts.append(f'<p class="missing">no record for notebook {html.escape(name)} yet: run it (make notebooks)</p>')
+                parts.append(
+                    f'<p class="missing">no record for notebook {html.escape(name)} yet: '
+                    "run it (make notebooks)</p>"
+                )
             elif kind == "::figure":
                 path = figures / f"figure_{name}.png"
                 FIGURES[name](record).savefig(path, dpi=110)
-                parts.append(f'<img class="figure" src="figures/{path.name}" alt="figure {html.escape(name)}">')
+                parts.append(
+                    f'<img class="figure" src="figures/{path.name}" '
+                    f'alt="figure {html.escape(name)}">'
+                )
                 if record:
                     parts.append(_caption(record))
             else:
@@ -190,17 +366,36 @@ def render_slide(text: str, recs: dict, figures: Path) -> str:
 def npm_assets() -> Path:
     """reveal.js and KaTeX from the npm registry (package.json), installed once."""
     modules = HERE / "node_modules"
-    if not (modules / "reveal.js" / "dist" / "reveal.js").exists() or not (modules / "katex" / "dist").exists():
+    if (
+        not (modules / "reveal.js" / "dist" / "reveal.js").exists()
+        or not (modules / "katex" / "dist").exists()
+    ):
         npm = shutil.which("npm")
         if npm is None:
-            raise SystemExit("npm is needed to fetch reveal.js and KaTeX (apt-get install npm, or see nodejs.org)")
-        subprocess.run([npm, "ci" if (HERE / "package-lock.json").exists() else "install", "--no-audit", "--no-fund"], cwd=HERE, check=True)
+            raise SystemExit(
+                "npm is needed to fetch reveal.js and KaTeX (apt-get install npm, or see "
+                "nodejs.org)"
+            )
+        subprocess.run(
+            [
+                npm,
+                "ci" if (HERE / "package-lock.json").exists() else "install",
+                "--no-audit",
+                "--no-fund",
+            ],
+            cwd=HERE,
+            check=True,
+        )
     return modules
 
 
 # What index.html loads, relative to node_modules/ and to build/ alike. KaTeX is rendered by its
 # auto-render extension before reveal.js starts (no math plugin: it would load the same files).
-STYLESHEETS = ("reveal.js/dist/reveal.css", "reveal.js/dist/theme/white.css", "katex/dist/katex.min.css")
+STYLESHEETS = (
+    "reveal.js/dist/reveal.css",
+    "reveal.js/dist/theme/white.css",
+    "katex/dist/katex.min.css",
+)
 SCRIPTS = (
     "reveal.js/dist/reveal.js",
     "reveal.js/plugin/notes/notes.js",
@@ -208,7 +403,11 @@ SCRIPTS = (
     "katex/dist/contrib/auto-render.min.js",
 )
 # MIT (reveal.js, KaTeX and its fonts) and SIL OFL (the theme's Source Sans Pro) ask for these.
-LICENSES = ("reveal.js/LICENSE", "katex/LICENSE", "reveal.js/dist/theme/fonts/source-sans-pro/LICENSE")
+LICENSES = (
+    "reveal.js/LICENSE",
+    "katex/LICENSE",
+    "reveal.js/dist/theme/fonts/source-sans-pro/LICENSE",
+)
 FONT_FORMATS = ("woff2", "woff")  # preferred first; every browser that runs reveal.js 5 reads both
 CSS_URL = re.compile(r"""url\(\s*['"]?([^'")]+?)['"]?\s*\)""")
 
@@ -218,7 +417,9 @@ def one_font_format(css: str) -> str:
 
     def face(match: re.Match) -> str:
         block = match.group(1)
-        sources = re.findall(r"""url\(\s*['"]?([^'")]+?)['"]?\s*\)\s*format\(\s*['"]?([\w-]+)""", block)
+        sources = re.findall(
+            r"""url\(\s*['"]?([^'")]+?)['"]?\s*\)\s*format\(\s*['"]?([\w-]+)""", block
+        )
         usable = [s for s in sources if s[1] in FONT_FORMATS]
         if not usable:
             raise SystemExit(f"no {' or '.join(FONT_FORMATS)} source in @font-face{{{block}}}")
@@ -232,7 +433,11 @@ def one_font_format(css: str) -> str:
 def local_urls(css: str) -> list[str]:
     """The files a stylesheet refers to by url() or @import, without query or fragment."""
     urls = CSS_URL.findall(css) + re.findall(r"""@import\s+['"]([^'"]+)['"]""", css)
-    return [re.split(r"[?#]", u)[0] for u in urls if not u.startswith(("data:", "http:", "https:", "//", "#"))]
+    return [
+        re.split(r"[?#]", u)[0]
+        for u in urls
+        if not u.startswith(("data:", "http:", "https:", "//", "#"))
+    ]
 
 
 def vendor(path: str, modules: Path, done: set[str]) -> None:
@@ -282,7 +487,8 @@ TEMPLATE = """<!DOCTYPE html>
 {scripts}
 <script>
 renderMathInElement(document.querySelector(".reveal .slides"),
-  {{ delimiters: [{{left: "$$", right: "$$", display: true}}, {{left: "\\\\(", right: "\\\\)", display: false}}] }});
+  {{ delimiters: [{{left: "$$", right: "$$", display: true}},
+                 {{left: "\\\\(", right: "\\\\)", display: false}}] }});
 Reveal.initialize({{ hash: true, slideNumber: "c/t", transition: "none", plugins: [RevealNotes] }});
 </script>
 </body>
@@ -306,7 +512,9 @@ def build() -> Path:
     index = BUILD / "index.html"
     stylesheets = "\n".join(f'<link rel="stylesheet" href="{path}">' for path in STYLESHEETS)
     scripts = "\n".join(f'<script src="{path}"></script>' for path in SCRIPTS)
-    index.write_text(TEMPLATE.format(slides="\n".join(sections), stylesheets=stylesheets, scripts=scripts))
+    index.write_text(
+        TEMPLATE.format(slides="\n".join(sections), stylesheets=stylesheets, scripts=scripts)
+    )
     (BUILD / "slides.json").write_text(json.dumps({"slides": len(sections)}))
     print(f"{len(sections)} slides -> {index}")
     return index

@@ -9,11 +9,10 @@ import pickle
 import tarfile
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import scipy.io
-
-import keras
 
 from kdlib import data
 from kdlib.data import files
@@ -93,7 +92,13 @@ def test_idx_checksum_is_of_the_decompressed_content(tmp_path, monkeypatch):
 def _write_npz(folder: Path, monkeypatch) -> Path:
     buf = io.BytesIO()
     x = rng.integers(0, 256, (12, 28, 28)).astype(np.uint8)
-    np.savez(buf, x_train=x, y_train=np.arange(12) % 10, x_test=x[:4], y_test=np.arange(4, dtype=np.uint8))
+    np.savez(
+        buf,
+        x_train=x,
+        y_train=np.arange(12) % 10,
+        x_test=x[:4],
+        y_test=np.arange(4, dtype=np.uint8),
+    )
     (folder / "mnist.npz").write_bytes(buf.getvalue())
     _checksums(monkeypatch, "mnist", {"mnist.npz": hashlib.sha256(buf.getvalue()).hexdigest()})
     return folder / "mnist.npz"
@@ -112,7 +117,9 @@ def _cifar_batch(n, seed):
     r = np.random.default_rng(seed)
     images = r.integers(0, 256, (n, 3, 32, 32)).astype(np.uint8)
     labels = list(r.integers(0, 10, n))
-    blob = pickle.dumps({b"data": images.reshape(n, -1), b"labels": [int(v) for v in labels]}, protocol=2)
+    blob = pickle.dumps(
+        {b"data": images.reshape(n, -1), b"labels": [int(v) for v in labels]}, protocol=2
+    )
     return images, labels, blob
 
 
@@ -184,7 +191,10 @@ def test_svhn_label_10_means_digit_0(tmp_path, monkeypatch):
     folder.mkdir()
     sums = {}
     for name in ("train_32x32.mat", "test_32x32.mat"):
-        scipy.io.savemat(folder / name, {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[10], [3]], np.uint8)})
+        scipy.io.savemat(
+            folder / name,
+            {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[10], [3]], np.uint8)},
+        )
         sums[name] = _md5((folder / name).read_bytes())
     _checksums(monkeypatch, "svhn", sums)
     (_, y), _ = data.load("svhn", data_dir=tmp_path)
@@ -198,7 +208,11 @@ def test_checksum_mismatch_names_the_file_and_both_checksums(tmp_path, monkeypat
     with pytest.raises(data.ChecksumError) as err:
         data.load("mnist", data_dir=tmp_path)
     message = str(err.value)
-    assert "t10k-labels-idx1-ubyte.gz" in message and "0" * 32 in message and sums["t10k-labels-idx1-ubyte.gz"] in message
+    assert (
+        "t10k-labels-idx1-ubyte.gz" in message
+        and "0" * 32 in message
+        and sums["t10k-labels-idx1-ubyte.gz"] in message
+    )
 
 
 def test_truncated_gzip_is_a_clear_error(tmp_path, monkeypatch):
@@ -206,7 +220,9 @@ def test_truncated_gzip_is_a_clear_error(tmp_path, monkeypatch):
     _checksums(monkeypatch, "mnist", sums)
     f = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
     f.write_bytes(f.read_bytes()[:100])
-    with pytest.raises(data.DatasetFormatError, match="train-images-idx3-ubyte.gz: not a complete gzip file"):
+    with pytest.raises(
+        data.DatasetFormatError, match="train-images-idx3-ubyte.gz: not a complete gzip file"
+    ):
         data.load("mnist", data_dir=tmp_path)
 
 
@@ -214,8 +230,14 @@ def test_truncated_mat_file_fails_its_checksum(tmp_path, monkeypatch):
     folder = tmp_path / "svhn"
     folder.mkdir()
     for name in ("train_32x32.mat", "test_32x32.mat"):
-        scipy.io.savemat(folder / name, {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.ones((2, 1), np.uint8)})
-    _checksums(monkeypatch, "svhn", {n: _md5((folder / n).read_bytes()) for n in ("train_32x32.mat", "test_32x32.mat")})
+        scipy.io.savemat(
+            folder / name, {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.ones((2, 1), np.uint8)}
+        )
+    _checksums(
+        monkeypatch,
+        "svhn",
+        {n: _md5((folder / n).read_bytes()) for n in ("train_32x32.mat", "test_32x32.mat")},
+    )
     (folder / "test_32x32.mat").write_bytes((folder / "test_32x32.mat").read_bytes()[:50])
     with pytest.raises(data.ChecksumError, match="test_32x32.mat"):
         data.load("svhn", data_dir=tmp_path)
@@ -255,8 +277,10 @@ def test_standin_is_announced_and_named(tmp_path, monkeypatch, capsys):
     assert ds.name == "fashion_mnist" and ds.requested == "cifar10" and ds.is_standin
     assert ds.class_names[0] == "T-shirt/top"
     banner = capsys.readouterr().out
-    assert "STAND-IN DATA" in banner and "'cifar10' is not available" in banner
-    assert "Fashion-MNIST (stand-in for CIFAR-10)" in ds.describe() and ds.label.startswith("Fashion")
+    assert "STAND-IN DATA" in banner and "CIFAR-10 is not available" in banner
+    assert "Fashion-MNIST (stand-in for CIFAR-10)" in ds.describe() and ds.label.startswith(
+        "Fashion"
+    )
     with pytest.raises(data.DatasetNotFoundError):
         data.load("cifar10", data_dir=tmp_path)  # no stand-in unless asked for
 
@@ -349,14 +373,22 @@ def test_subset_and_validation_split_are_stratified_and_disjoint():
 
 def _toy_dataset(n=1000):
     y = np.arange(n) % 10
-    return data.Dataset((np.zeros((n, 4, 4, 1), np.uint8), y), (np.zeros((10, 4, 4, 1), np.uint8), y[:10]), name="mnist")
+    return data.Dataset(
+        (np.zeros((n, 4, 4, 1), np.uint8), y),
+        (np.zeros((10, 4, 4, 1), np.uint8), y[:10]),
+        name="mnist",
+    )
 
 
 def test_splits_never_train_on_fewer_images_than_asked():
     ds = _toy_dataset()
     assert len(data.splits(ds, 100, 900).train[1]) == 900
     assert len(data.splits(ds, 100, None).train[1]) == 900
-    with pytest.raises(ValueError, match=r"n_train \(only 10 of mnist's 1,000 training images remain after n_val=990\) must be in 1..10, got 500"):
+    with pytest.raises(
+        ValueError,
+        match=r"n_train \(only 10 of mnist's 1,000 training images remain after n_val=990\) "
+        r"must be in 1..10, got 500",
+    ):
         data.splits(ds, 990, 500)
     with pytest.raises(ValueError, match="the validation size must be in 1..999, got 1000"):
         data.split_validation(*ds[0], 1000)
@@ -386,12 +418,32 @@ def test_batches_shapes_dtypes_and_scaling():
         (np.full((4, 2, 2, 1), 255.0), np.zeros(4, int), {}, "unscaled pixels"),
         (np.full((4, 2, 2, 1), 300, np.int32), np.zeros(4, int), {}, "pixel values 0..255"),
         (np.zeros((0, 2, 2, 1), np.uint8), np.zeros(0, int), {}, "at least one sample"),
-        (np.zeros((4, 2, 2, 1), np.uint8), np.array([0.0, 2.7, 1.0, 3.0]), {}, "integer class indices"),
+        (
+            np.zeros((4, 2, 2, 1), np.uint8),
+            np.array([0.0, 2.7, 1.0, 3.0]),
+            {},
+            "integer class indices",
+        ),
         (np.zeros((4, 2, 2, 1), np.uint8), np.zeros(3, int), {}, "x has 4 samples but y has 3"),
         (np.zeros((4, 2, 2, 1), np.uint8), -np.ones(4, int), {}, "non-negative integers"),
-        (np.zeros((4, 2, 2, 1), np.uint8), np.zeros(4, int), {"teacher_logits": np.zeros((3, 10))}, "3 teacher logits for 4 images"),
-        (np.zeros((4, 2, 2, 1), np.uint8), np.full(4, 12), {"teacher_logits": np.zeros((4, 10))}, "a label is 12 but the teacher logits have 10 classes"),
-        (np.zeros((4, 2, 2, 1), np.uint8), np.zeros(4, int), {"teacher_logits": np.full((4, 10), np.nan)}, "NaN"),
+        (
+            np.zeros((4, 2, 2, 1), np.uint8),
+            np.zeros(4, int),
+            {"teacher_logits": np.zeros((3, 10))},
+            "3 teacher logits for 4 images",
+        ),
+        (
+            np.zeros((4, 2, 2, 1), np.uint8),
+            np.full(4, 12),
+            {"teacher_logits": np.zeros((4, 10))},
+            "a label is 12 but the teacher logits have 10 classes",
+        ),
+        (
+            np.zeros((4, 2, 2, 1), np.uint8),
+            np.zeros(4, int),
+            {"teacher_logits": np.full((4, 10), np.nan)},
+            "NaN",
+        ),
         (np.full((4, 2, 2, 1), np.nan, np.float32), np.zeros(4, int), {}, "NaN"),
     ],
 )
@@ -450,7 +502,9 @@ def test_augmentation_translates_within_its_padding_on_the_device(augment, pad):
         assert cols == unflipped
     else:  # horizontal flips put the pixel where no translation alone can
         assert cols == unflipped | flipped and (flipped - unflipped) <= cols
-    np.testing.assert_array_equal(np.asarray(keras.ops.convert_to_numpy(layer(x, training=False))), x)
+    np.testing.assert_array_equal(
+        np.asarray(keras.ops.convert_to_numpy(layer(x, training=False))), x
+    )
     again = data.Augment(augment, seed=1)(x, training=True)
     np.testing.assert_array_equal(np.asarray(keras.ops.convert_to_numpy(again)), out)  # seeded
 
@@ -463,7 +517,12 @@ def test_unknown_augmentation_is_refused():
 # --------------------------------------------------------------------------- the real datasets
 
 
-REAL = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000), "svhn": (73257, 26032)}
+REAL = {
+    "mnist": (60000, 10000),
+    "fashion_mnist": (60000, 10000),
+    "cifar10": (50000, 10000),
+    "svhn": (73257, 26032),
+}
 
 
 @pytest.mark.parametrize("name", list(REAL))
@@ -482,6 +541,8 @@ def test_real_dataset_when_present(name, monkeypatch):
     assert x.max() == 255 and x.min() == 0
     assert set(np.unique(y)) == set(range(10)) and set(np.unique(yt)) == set(range(10))
     if name == "mnist":
-        np.testing.assert_array_equal(np.bincount(yt), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+        np.testing.assert_array_equal(
+            np.bincount(yt), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+        )
     if name == "fashion_mnist":
         np.testing.assert_array_equal(np.bincount(y), [6000] * 10)

@@ -12,7 +12,10 @@ from kdlib import device, plots
 def test_setup_seeds_sets_the_policy_and_prints_one_line(capsys):
     try:
         info = device.setup(seed=3, mixed_precision="bfloat16")
-        assert keras.config.dtype_policy().name == "mixed_bfloat16" and info["policy"] == "mixed_bfloat16"
+        assert (
+            keras.config.dtype_policy().name == "mixed_bfloat16"
+            and info["policy"] == "mixed_bfloat16"
+        )
         a = keras.random.uniform((3,), seed=None)
         device.setup(seed=3, mixed_precision="off")
         b = keras.random.uniform((3,), seed=None)
@@ -20,7 +23,11 @@ def test_setup_seeds_sets_the_policy_and_prints_one_line(capsys):
     finally:
         keras.config.set_dtype_policy("float32")
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and f"backend {keras.backend.backend()}" in lines[0] and "seed 3" in lines[0]
+    assert (
+        len(lines) == 2
+        and f"backend {keras.backend.backend()}" in lines[0]
+        and "seed 3" in lines[0]
+    )
     np.testing.assert_allclose(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32))
     assert info["backend"] == keras.backend.backend() and info["devices"]
 
@@ -58,13 +65,19 @@ def test_soft_target_plot_has_one_bar_group_per_temperature():
 def test_curves_and_sweep_plots():
     fig = plots.curves({"a": {"val_accuracy": [0.1, 0.5]}, "b": {"val_accuracy": [0.2, 0.4, 0.6]}})
     assert [len(line.get_xdata()) for line in fig.axes[0].lines] == [2, 3]
-    fig = plots.curves({"a": [{"val_accuracy": [0.1, 0.5]}, {"val_accuracy": [0.3, 0.7]}]})  # two seeds
+    fig = plots.curves(
+        {"a": [{"val_accuracy": [0.1, 0.5]}, {"val_accuracy": [0.3, 0.7]}]}
+    )  # two seeds
     np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [0.2, 0.6])
     assert len(fig.axes[0].collections) == 1  # the band between the seeds
     assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())  # whole epochs
-    fig = plots.sweep({"KD": {2: [0.8, 0.82], 4: [0.85, 0.87]}}, "T", baselines={"alone": [0.7, 0.72]})
+    fig = plots.sweep(
+        {"KD": {2: [0.8, 0.82], 4: [0.85, 0.87]}}, "T", baselines={"alone": [0.7, 0.72]}
+    )
     ax = fig.axes[0]
     assert len(ax.containers) == 1 and ax.get_xlabel() == "T"
-    np.testing.assert_allclose(np.asarray(ax.containers[0].lines[0].get_ydata(), dtype=float), [0.81, 0.86])
+    np.testing.assert_allclose(
+        np.asarray(ax.containers[0].lines[0].get_ydata(), dtype=float), [0.81, 0.86]
+    )
     fig = plots.accuracy_vs_size({"teacher": (3.3, [0.9, 0.91]), "q2": (0.2, [0.8])})
     assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].texts) == 2

@@ -1,10 +1,9 @@
 """The Distiller, teacher logits, ensembles, hint stage and chains on tiny problems."""
 
+import functools
 import os
 import subprocess
 import sys
-
-import functools
 
 import keras
 import numpy as np
@@ -90,7 +89,9 @@ def test_cached_logit_training_through_the_pipeline():
     t = distill.predict_logits(teacher, x)
     d = distill.Distiller(student, temperature=2.0, alpha=0.5)
     d.compile("adam")
-    history = d.fit(Batches(x, y, 16, shuffle=True, teacher_logits=t), epochs=1, shuffle=False, verbose=0).history
+    history = d.fit(
+        Batches(x, y, 16, shuffle=True, teacher_logits=t), epochs=1, shuffle=False, verbose=0
+    ).history
     assert np.isfinite(history["soft_loss"][0]) and history["soft_loss"][0] > 0
 
 
@@ -100,9 +101,13 @@ def test_ensemble_logits_are_the_mean_of_the_members():
     members = [_net(f"m{i}") for i in range(3)]
     x, _ = _data(20)
     each = [np.asarray(m.predict(x, verbose=0)) for m in members]
-    np.testing.assert_allclose(distill.predict_logits(members, x), np.mean(each, axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        distill.predict_logits(members, x), np.mean(each, axis=0), rtol=1e-5, atol=1e-6
+    )
     d = distill.Distiller(_net("student"), members)
-    np.testing.assert_allclose(_np(d.teacher_logits(x)), np.mean(each, axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        _np(d.teacher_logits(x)), np.mean(each, axis=0), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.backend
@@ -151,7 +156,9 @@ def test_bad_configurations_are_reported():
     with pytest.raises(ValueError, match="must carry cached teacher logits"):
         distill.Distiller(_net("student")).compute_loss(x, y, s, training=True)
     with pytest.raises(ValueError, match="same shape"):
-        distill.Distiller(_net("student"), _net("wide", classes=5)).compute_loss(x, y, s, training=True)
+        distill.Distiller(_net("student"), _net("wide", classes=5)).compute_loss(
+            x, y, s, training=True
+        )
     with pytest.raises(ValueError, match="pass no teacher"):
         distill.Distiller(_net("a"), _net("b"), soft_targets="labels")
     with pytest.raises(ValueError, match="alpha"):
@@ -191,12 +198,18 @@ def test_hint_stage_trains_the_guided_layers_toward_the_hint():
     for a, b in zip(teacher_before, _weights(teacher)):
         np.testing.assert_array_equal(a, b)
     # the student's own layer was trained in place
-    np.testing.assert_array_equal(stage.guided.get_layer("guided").get_weights()[0], student.get_layer("guided").get_weights()[0])
+    np.testing.assert_array_equal(
+        stage.guided.get_layer("guided").get_weights()[0],
+        student.get_layer("guided").get_weights()[0],
+    )
 
 
 def test_hint_regressor_rules():
     assert distill.hint_regressor((None, 8, 8, 32), (None, 8, 8, 256)).kernel_size == (1, 1)
-    assert distill.hint_regressor((None, 10, 10, 32), (None, 8, 8, 256), "fitnet").kernel_size == (3, 3)
+    assert distill.hint_regressor((None, 10, 10, 32), (None, 8, 8, 256), "fitnet").kernel_size == (
+        3,
+        3,
+    )
     with pytest.raises(ValueError, match="same size"):
         distill.hint_regressor((None, 10, 10, 32), (None, 8, 8, 256))
 
@@ -212,7 +225,10 @@ def test_chain_distils_stage_by_stage_with_frozen_teachers():
         return {"stage": i, "soft_loss": h["soft_loss"][-1]}
 
     stages = distill.chain(models, train_stage, temperature=3.0, alpha=0.8)
-    assert [(s.teacher.name, s.student.name, s.record["stage"]) for s in stages] == [("t", "a", 0), ("a", "s", 1)]
+    assert [(s.teacher.name, s.student.name, s.record["stage"]) for s in stages] == [
+        ("t", "a", 0),
+        ("a", "s", 1),
+    ]
     assert all(m.trainable for m in models)  # teachers are read, not frozen for good
 
 
@@ -257,13 +273,17 @@ print("OK", single, both)
 @pytest.mark.backend
 def test_distiller_trains_data_parallel_on_two_devices_with_the_single_device_loss():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    out = subprocess.run([sys.executable, "-c", PARALLEL], capture_output=True, text=True, timeout=300, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", PARALLEL], capture_output=True, text=True, timeout=300, env=env
+    )
     assert out.returncode == 0 and "OK" in out.stdout, out.stdout[-2000:] + out.stderr[-3000:]
 
 
 def test_losses_module_exposes_the_same_soft_term_to_keras_distillation():
     d = keras.distillation.Distiller(
-        teacher=_net("t"), student=_net("s"), distillation_losses=losses.SoftTargetDistillation(temperature=3.0)
+        teacher=_net("t"),
+        student=_net("s"),
+        distillation_losses=losses.SoftTargetDistillation(temperature=3.0),
     )
     d.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = _data(32)
@@ -288,14 +308,18 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero():
     lr = float(ops.convert_to_numpy(model.optimizer.learning_rate))
     assert lr == pytest.approx(0.1 * 0.5 * (1 + np.cos(np.pi * 4 / 10)), rel=1e-5)
     model.fit(x, y, batch_size=8, epochs=2, verbose=0)  # steps 5..12: past the end
-    assert float(ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.0, abs=1e-9)
+    assert float(ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(
+        0.0, abs=1e-9
+    )
     for bad in (0, -3, 2.5):
         with pytest.raises(ValueError, match="decay_steps"):
             train.make_optimizer("adam", 1e-3, decay_steps=bad)
 
 
 @pytest.mark.filterwarnings("ignore:.*at chance level")
-def test_cached_classifier_keys_on_the_builder_its_arguments_and_the_schedule(tmp_path, monkeypatch):
+def test_cached_classifier_keys_on_the_builder_its_arguments_and_the_schedule(
+    tmp_path, monkeypatch
+):
     monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path))
     x, y = _data(n=32)
     batches = Batches(x, y, 8, shuffle=True, seed=0)
@@ -306,10 +330,20 @@ def test_cached_classifier_keys_on_the_builder_its_arguments_and_the_schedule(tm
         return _net(name, hidden=hidden)
 
     def get(schedule="cosine", hidden=16):
-        return train.cached_classifier("sched", functools.partial(net, hidden=hidden), batches, batches, epochs=2, seed=0, schedule=schedule)
+        return train.cached_classifier(
+            "sched",
+            functools.partial(net, hidden=hidden),
+            batches,
+            batches,
+            epochs=2,
+            seed=0,
+            schedule=schedule,
+        )
 
     model, _ = get()
-    assert float(ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.0, abs=1e-9)  # 8 of 8 steps
+    assert float(ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(
+        0.0, abs=1e-9
+    )  # 8 of 8 steps
     get()
     assert calls == [16]  # loaded, not retrained
     get("constant")
@@ -349,7 +383,9 @@ def test_library_misuse_gets_a_clear_error():
     with pytest.raises(ValueError, match="augmentation with cached teacher logits is refused"):
         distill.Distiller(_net("s"), augment="jitter")
     s = _net("student")(x)
-    d = distill.Distiller(_net("student"), _net("teacher"), temperature=np.float32(4.0), alpha=np.float64(0.5))
+    d = distill.Distiller(
+        _net("student"), _net("teacher"), temperature=np.float32(4.0), alpha=np.float64(0.5)
+    )
     assert d.temperature == 4.0 and d.alpha == 0.5
     with pytest.raises(ValueError, match="3 labels for 8 rows of logits"):
         d.compute_loss(x, y[:3], s, training=True)
@@ -381,13 +417,19 @@ def test_augmentation_with_an_online_teacher_shows_both_the_same_images():
         x = layers.GlobalAveragePooling2D()(layers.Conv2D(2, 3)(x))
         return keras.Model(inputs, layers.Dense(4)(x), name=role)
 
-    d = distill.Distiller(conv("student"), conv("teacher"), temperature=2.0, alpha=0.5, augment="jitter")
+    d = distill.Distiller(
+        conv("student"), conv("teacher"), temperature=2.0, alpha=0.5, augment="jitter"
+    )
     x = np.zeros((16, 8, 8, 1), np.float32)
     x[:, 4, 4, 0] = 1.0
     student_logits, teacher_logits = d(x, training=True)
     a, b = (np.asarray(ops.convert_to_numpy(seen[k])) for k in ("student", "teacher"))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, x)  # augmented
-    np.testing.assert_array_equal(np.asarray(ops.convert_to_numpy(d(x))), np.asarray(ops.convert_to_numpy(d.student(x))))
+    np.testing.assert_array_equal(
+        np.asarray(ops.convert_to_numpy(d(x))), np.asarray(ops.convert_to_numpy(d.student(x)))
+    )
     d.compile("adam")
-    assert np.isfinite(d.fit(x, np.zeros(16, int), epochs=1, batch_size=8, verbose=0).history["loss"][0])
+    assert np.isfinite(
+        d.fit(x, np.zeros(16, int), epochs=1, batch_size=8, verbose=0).history["loss"][0]
+    )

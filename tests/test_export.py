@@ -22,7 +22,9 @@ from kdlib import distill, models
 from kdlib import export as ex
 
 TF = keras.backend.backend() == "tensorflow"
-needs_tf = pytest.mark.skipif(not TF, reason="the converters behind these formats need the TensorFlow backend")
+needs_tf = pytest.mark.skipif(
+    not TF, reason="the converters behind these formats need the TensorFlow backend"
+)
 CLASSES = 4
 
 
@@ -51,7 +53,9 @@ def mlp_case(tmp_path_factory):
     model = _fit(models.mlp(shape, CLASSES, hidden=(256, 256)), x, y, epochs=3)
     formats = ex.FORMATS if TF else ("keras",)
     folder = tmp_path_factory.mktemp("mlp")
-    rows, record = ex.deploy_table({"mlp": model}, folder, xt, yt, x[:200], formats=formats, repeats=5, warmup=2)
+    rows, record = ex.deploy_table(
+        {"mlp": model}, folder, xt, yt, x[:200], formats=formats, repeats=5, warmup=2
+    )
     for entry in record["mlp"].values():  # the record names the file; the tests open it
         entry["path"] = str(folder / entry["file"])
     return model, xt, yt, rows, record["mlp"]
@@ -65,9 +69,21 @@ def qat_case(tmp_path_factory):
     x, y = _data(shape, 1024, seed=2, noise=1.0)
     xt, yt = _data(shape, 1000, seed=3, noise=1.0)
     keras.utils.set_random_seed(1)
-    model = _fit(models.svhn_cnn(shape, CLASSES, width=0.25, weight_bits=4, activation_bits=4), x, y, epochs=4)
+    model = _fit(
+        models.svhn_cnn(shape, CLASSES, width=0.25, weight_bits=4, activation_bits=4),
+        x,
+        y,
+        epochs=4,
+    )
     rows, record = ex.deploy_table(
-        {"qat": model}, tmp_path_factory.mktemp("qat"), xt, yt, x[:200], formats=("litert", "litert_int8"), repeats=3, warmup=1
+        {"qat": model},
+        tmp_path_factory.mktemp("qat"),
+        xt,
+        yt,
+        x[:200],
+        formats=("litert", "litert_int8"),
+        repeats=3,
+        warmup=1,
     )
     return model, rows, record["qat"]
 
@@ -92,7 +108,10 @@ def _h5_datasets(keras_file):
 
 @pytest.mark.backend
 def test_student_of_picks_the_student_and_refuses_other_things():
-    student, teacher = models.mlp((4, 4, 1), CLASSES, hidden=(8,)), models.mlp((4, 4, 1), CLASSES, hidden=(16,))
+    student, teacher = (
+        models.mlp((4, 4, 1), CLASSES, hidden=(8,)),
+        models.mlp((4, 4, 1), CLASSES, hidden=(16,)),
+    )
     assert ex.student_of(distill.Distiller(student, teacher)) is student
     assert ex.student_of(student) is student
     for bad in (None, "model.keras", np.zeros(3)):
@@ -106,7 +125,9 @@ def test_the_saved_student_holds_no_teacher_weight_and_no_optimizer_state(tmp_pa
     x, y = _data(shape, 256, seed=4, noise=1.0)
     keras.utils.set_random_seed(2)
     student = models.mlp(shape, CLASSES, hidden=(256,), name="student")  # 66 k weights
-    teacher = _fit(models.mlp(shape, CLASSES, hidden=(512, 512), name="teacher"), x, y, epochs=1)  # 396 k
+    teacher = _fit(
+        models.mlp(shape, CLASSES, hidden=(512, 512), name="teacher"), x, y, epochs=1
+    )  # 396 k
     dist = distill.Distiller(student, teacher)
     dist.compile("adam")
     dist.fit(x, y, epochs=1, batch_size=64, verbose=0)
@@ -117,7 +138,9 @@ def test_the_saved_student_holds_no_teacher_weight_and_no_optimizer_state(tmp_pa
     dist.save_weights(tmp_path / "distiller.weights.h5")  # what saving the Distiller ships
     distiller_shapes = []
     with h5py.File(tmp_path / "distiller.weights.h5", "r") as f:
-        f.visititems(lambda n, o: distiller_shapes.append(o.shape) if isinstance(o, h5py.Dataset) else None)
+        f.visititems(
+            lambda n, o: distiller_shapes.append(o.shape) if isinstance(o, h5py.Dataset) else None
+        )
 
     # exactly the student's weights, by value; no teacher array, no optimizer group
     assert not [p for p in inside if "optimizer" in p]
@@ -126,9 +149,15 @@ def test_the_saved_student_holds_no_teacher_weight_and_no_optimizer_state(tmp_pa
     assert sum(a.size for a in inside.values()) == student.count_params()
     for w in student.get_weights():  # each array is one of the trained student's, value for value
         assert sum(a.shape == w.shape and np.array_equal(a, w) for a in inside.values()) == 1
-    teacher_shapes = {tuple(w.shape) for w in teacher.weights} - {tuple(w.shape) for w in student.weights}
-    assert teacher_shapes & {tuple(s) for s in distiller_shapes}  # the Distiller's file carries the teacher ...
-    assert not teacher_shapes & {a.shape for a in inside.values()}  # ... the student's file does not
+    teacher_shapes = {tuple(w.shape) for w in teacher.weights} - {
+        tuple(w.shape) for w in student.weights
+    }
+    assert teacher_shapes & {
+        tuple(s) for s in distiller_shapes
+    }  # the Distiller's file carries the teacher ...
+    assert not teacher_shapes & {
+        a.shape for a in inside.values()
+    }  # ... the student's file does not
     with zipfile.ZipFile(path) as z:
         assert b"teacher" not in z.read("config.json")
     # size: the student's float32 parameters plus a little container overhead
@@ -147,8 +176,13 @@ def test_the_saved_student_holds_no_teacher_weight_and_no_optimizer_state(tmp_pa
 def test_every_format_loads_in_its_own_runtime_and_agrees_with_keras(mlp_case):
     model, xt, yt, rows, record = mlp_case
     assert [r["format"] for r in rows] == list(ex.FORMATS)
-    runtimes = {"keras": "_KerasRunner", "saved_model": "_SavedModelRunner", "litert": "_LiteRTRunner",
-                "litert_int8": "_LiteRTRunner", "onnx": "_OnnxRunner"}  # fmt: skip
+    runtimes = {
+        "keras": "_KerasRunner",
+        "saved_model": "_SavedModelRunner",
+        "litert": "_LiteRTRunner",
+        "litert_int8": "_LiteRTRunner",
+        "onnx": "_OnnxRunner",
+    }
     keras_accuracy = record["keras"]["keras_accuracy"]
     assert 0.8 < keras_accuracy < 1.0  # learnt, and not trivially
     for fmt in ex.FORMATS:
@@ -159,7 +193,10 @@ def test_every_format_loads_in_its_own_runtime_and_agrees_with_keras(mlp_case):
             assert record[fmt]["max_abs_diff"] < 1e-3, (fmt, record[fmt])
     int8 = record["litert_int8"]
     assert abs(int8["accuracy"] - keras_accuracy) <= 0.005, int8
-    assert int8["bytes"] <= 0.30 * record["litert"]["bytes"], (int8["bytes"], record["litert"]["bytes"])
+    assert int8["bytes"] <= 0.30 * record["litert"]["bytes"], (
+        int8["bytes"],
+        record["litert"]["bytes"],
+    )
     assert record["litert"]["bytes"] < 1.05 * 4 * model.count_params()
 
 
@@ -167,8 +204,20 @@ def test_every_format_loads_in_its_own_runtime_and_agrees_with_keras(mlp_case):
 def test_the_table_rows_and_record_are_complete(mlp_case):
     *_, rows, record = mlp_case
     for row in rows:
-        assert set(row) == {"model", "format", "bytes", "accuracy", "agreement", "batch 1 ms", "batch 256 ms"}
-        assert row["model"] == "mlp" and int(row["bytes"].replace(",", "")) > 0 and 0 <= float(row["accuracy"]) <= 1
+        assert set(row) == {
+            "model",
+            "format",
+            "bytes",
+            "accuracy",
+            "agreement",
+            "batch 1 ms",
+            "batch 256 ms",
+        }
+        assert (
+            row["model"] == "mlp"
+            and int(row["bytes"].replace(",", "")) > 0
+            and 0 <= float(row["accuracy"]) <= 1
+        )
         assert "(" in row["batch 1 ms"] and "–" in row["batch 256 ms"]
     for fmt, entry in record.items():
         for b in ("batch_1", "batch_256"):
@@ -208,10 +257,14 @@ def test_a_bad_format_name_is_refused_up_front(tmp_path):
     model = models.mlp((4, 4, 1), CLASSES, hidden=(8,))
     for call in (
         lambda: ex.export(model, tmp_path / "m.tflite", "tflite"),
-        lambda: ex.deploy_table({"m": model}, tmp_path, np.zeros((2, 4, 4, 1)), [0, 1], formats=["keras", "coreml"]),
+        lambda: ex.deploy_table(
+            {"m": model}, tmp_path, np.zeros((2, 4, 4, 1)), [0, 1], formats=["keras", "coreml"]
+        ),
         lambda: ex.load_runner(tmp_path / "m.keras", "pb"),
     ):
-        with pytest.raises(ValueError, match="unknown export format .* choose one of keras, saved_model"):
+        with pytest.raises(
+            ValueError, match="unknown export format .* choose one of keras, saved_model"
+        ):
             call()
     assert not list(tmp_path.iterdir())  # nothing was written before the refusal
     with pytest.raises(ValueError, match="representative"):
@@ -227,10 +280,19 @@ def test_tensorflow_formats_say_they_need_the_tensorflow_backend(tmp_path, monke
         monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     model = models.mlp((4, 4, 1), CLASSES, hidden=(8,))
     path = ex.path_for(tmp_path, "m", fmt)
-    with pytest.raises(RuntimeError, match="needs TensorFlow.*backend is 'jax'.*KERAS_BACKEND=tensorflow"):
+    with pytest.raises(
+        RuntimeError, match="needs TensorFlow.*backend is 'jax'.*KERAS_BACKEND=tensorflow"
+    ):
         ex.export(model, path, fmt, representative=np.zeros((4, 4, 4, 1), "float32"))
     with pytest.raises(RuntimeError, match="KERAS_BACKEND=tensorflow"):
-        ex.deploy_table({"m": model}, tmp_path, np.zeros((2, 4, 4, 1)), [0, 1], np.zeros((2, 4, 4, 1)), formats=["keras", fmt])
+        ex.deploy_table(
+            {"m": model},
+            tmp_path,
+            np.zeros((2, 4, 4, 1)),
+            [0, 1],
+            np.zeros((2, 4, 4, 1)),
+            formats=["keras", fmt],
+        )
     assert not path.exists()
     ex.export(model, tmp_path / "m.keras", "keras")  # the .keras file needs no TensorFlow
 
@@ -251,12 +313,15 @@ def test_a_jax_process_gets_the_error_and_still_runs_the_exported_files(mlp_case
         for path in ({paths["litert"]!r}, {paths["onnx"]!r}):
             assert np.abs(ex.load_runner(path)(x) - ref).max() < 1e-3, path
         try:
-            ex.export(keras.saving.load_model({paths["keras"]!r}), {str(tmp_path / "m.tflite")!r}, "litert")
+            model = keras.saving.load_model({paths["keras"]!r})
+            ex.export(model, {str(tmp_path / "m.tflite")!r}, "litert")
         except RuntimeError as err:
             print("ERROR:", err)
     """)
     env = {**os.environ, "KERAS_BACKEND": "jax"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "ERROR: exporting format 'litert' needs TensorFlow" in out.stdout, out.stdout
     assert "backend is 'jax'" in out.stdout and not (tmp_path / "m.tflite").exists()
@@ -268,12 +333,20 @@ def test_a_jax_process_gets_the_error_and_still_runs_the_exported_files(mlp_case
     [
         ("tf2onnx", "tf2onnx", lambda m, d: ex.export(m, d / "m.onnx", "onnx")),
         ("onnxruntime", "onnxruntime", lambda m, d: ex.load_runner(d / "m.onnx")),
-        ("ai_edge_litert.interpreter", "ai-edge-litert", lambda m, d: ex.load_runner(d / "m.tflite")),
+        (
+            "ai_edge_litert.interpreter",
+            "ai-edge-litert",
+            lambda m, d: ex.load_runner(d / "m.tflite"),
+        ),
     ],
 )
-def test_a_missing_package_is_named_with_the_deploy_extra(tmp_path, monkeypatch, module, package, call):
+def test_a_missing_package_is_named_with_the_deploy_extra(
+    tmp_path, monkeypatch, module, package, call
+):
     hint = r'pip install -e "\.\[deploy\]"'
-    if module == "tf2onnx" and not TF:  # Keras exports ONNX through jax2onnx on JAX; not in the extra
+    if (
+        module == "tf2onnx" and not TF
+    ):  # Keras exports ONNX through jax2onnx on JAX; not in the extra
         module, package, hint = "jax2onnx", "jax2onnx", "pip install jax2onnx"
     monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
     for name in ("m.onnx", "m.tflite"):

@@ -16,7 +16,11 @@ rng = np.random.default_rng(1234)
 CASES = [
     (batch, classes, temperature, alpha, kind, t2)
     for (batch, classes), temperature, alpha, kind, t2 in itertools.product(
-        [(1, 2), (7, 10), (32, 100)], [0.5, 1.0, 4.0, 20.0], [0.0, 0.3, 0.9, 1.0], ["kl", "ce"], [True, False]
+        [(1, 2), (7, 10), (32, 100)],
+        [0.5, 1.0, 4.0, 20.0],
+        [0.0, 0.3, 0.9, 1.0],
+        ["kl", "ce"],
+        [True, False],
     )
 ]
 
@@ -36,7 +40,9 @@ def _random_case(batch, classes, scale=5.0):
 def test_kd_loss_matches_float64_reference(batch, classes, temperature, alpha, kind, t2):
     y, s, t = _random_case(batch, classes)
     hard, soft, total = kd_reference(y, s, t, temperature, alpha, kind, t2)
-    got_hard, got_soft = losses.kd_terms(y, s, t, temperature=temperature, alpha=alpha, kind=kind, t2_scaling=t2)
+    got_hard, got_soft = losses.kd_terms(
+        y, s, t, temperature=temperature, alpha=alpha, kind=kind, t2_scaling=t2
+    )
     got = losses.kd_loss(y, s, t, temperature=temperature, alpha=alpha, kind=kind, t2_scaling=t2)
     np.testing.assert_allclose(_np(got), total, rtol=2e-5, atol=2e-5)
     if alpha < 1:
@@ -48,10 +54,18 @@ def test_kd_loss_matches_float64_reference(batch, classes, temperature, alpha, k
 @pytest.mark.parametrize("temperature", [1.0, 2.5, 10.0])
 def test_softmax_t_rows_match_reference(temperature):
     z = rng.normal(0, 8, (5, 10)).astype(np.float32)
-    np.testing.assert_allclose(_np(losses.softmax_t(z, temperature)), softmax(z / temperature), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        _np(losses.softmax_t(z, temperature)), softmax(z / temperature), rtol=1e-5, atol=1e-7
+    )
     np.testing.assert_allclose(_np(losses.soft_targets(z, temperature)).sum(-1), 1.0, rtol=1e-6)
-    # each row on its own: the softmax is per sample, not over the whole batch (seed 003's bug)
-    np.testing.assert_allclose(_np(losses.softmax_t(z[:1], temperature)), softmax(z[:1] / temperature), rtol=1e-5, atol=1e-7)
+    # each row on its own: the softmax is per sample, not over the whole batch (the FitNets
+    # notebook's bug)
+    np.testing.assert_allclose(
+        _np(losses.softmax_t(z[:1], temperature)),
+        softmax(z[:1] / temperature),
+        rtol=1e-5,
+        atol=1e-7,
+    )
 
 
 @pytest.mark.parametrize("kind", ["kl", "ce"])
@@ -59,7 +73,9 @@ def test_softmax_t_rows_match_reference(temperature):
 def test_soft_gradient_is_T_times_p_minus_q_over_batch(kind, temperature):
     """Hinton et al. section 2: dC/ds_i = (1/T)(p_i - q_i), times T**2 -> T (p_i - q_i)."""
     _, s, t = _random_case(16, 10, scale=3.0)
-    g = losses.logit_gradient(lambda v: losses.soft_loss(v, t, temperature=temperature, kind=kind), s)
+    g = losses.logit_gradient(
+        lambda v: losses.soft_loss(v, t, temperature=temperature, kind=kind), s
+    )
     expected = temperature * (softmax(s / temperature) - softmax(t / temperature)) / len(s)
     np.testing.assert_allclose(g, expected, rtol=1e-4, atol=1e-7)
 
@@ -67,7 +83,9 @@ def test_soft_gradient_is_T_times_p_minus_q_over_batch(kind, temperature):
 def test_soft_gradient_without_t2_scaling_is_smaller_by_T2():
     _, s, t = _random_case(8, 10)
     with_t2 = losses.logit_gradient(lambda v: losses.soft_loss(v, t, temperature=5.0), s)
-    without = losses.logit_gradient(lambda v: losses.soft_loss(v, t, temperature=5.0, t2_scaling=False), s)
+    without = losses.logit_gradient(
+        lambda v: losses.soft_loss(v, t, temperature=5.0, t2_scaling=False), s
+    )
     np.testing.assert_allclose(with_t2, 25.0 * without, rtol=1e-4, atol=1e-8)
 
 
@@ -94,7 +112,7 @@ def test_hard_term_is_at_temperature_one_and_ignores_T():
 
 
 def test_target_probs_from_labels_is_cross_entropy_at_T():
-    """Seed 004's Q4: one-hot labels as the soft targets."""
+    """The quantization homework's Q4: one-hot labels as the soft targets."""
     y, s, _ = _random_case(9, 10)
     onehot = np.eye(10, dtype=np.float32)[y]
     got = losses.soft_loss(s, temperature=4.0, kind="ce", target_probs=onehot)
@@ -157,7 +175,9 @@ def test_labels_out_of_range_are_reported(label):
 def test_hint_loss_is_mean_squared_error_and_checks_shapes():
     a = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
     b = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
-    np.testing.assert_allclose(_np(losses.hint_loss(a, b)), ((a.astype(np.float64) - b) ** 2).mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        _np(losses.hint_loss(a, b)), ((a.astype(np.float64) - b) ** 2).mean(), rtol=1e-5
+    )
     with pytest.raises(ValueError, match="same shape"):
         losses.hint_loss(a, b[:, :2])
 
@@ -168,7 +188,9 @@ def test_keras_distillation_builtin_kl_agrees_where_both_are_right():
     probability clipping does not bite."""
     _, s, t = _random_case(16, 10, scale=2.0)
     for temperature in (1.0, 3.0, 10.0):
-        builtin = keras.distillation.LogitsDistillation(temperature=temperature, loss=keras.losses.KLDivergence())
+        builtin = keras.distillation.LogitsDistillation(
+            temperature=temperature, loss=keras.losses.KLDivergence()
+        )
         ours = losses.SoftTargetDistillation(temperature=temperature, kind="kl")
         np.testing.assert_allclose(
             _np(builtin.compute_loss(t, s)), _np(ours.compute_loss(t, s)), rtol=1e-4, atol=1e-6
@@ -182,7 +204,9 @@ def test_builtin_default_string_loss_takes_the_logits_path():
     _, s, t = _random_case(16, 10, scale=2.0)
     reference = kd_reference(np.zeros(16, int), s, t, 2.0, 1.0)[1]
     builtin = _np(keras.distillation.LogitsDistillation(temperature=2.0).compute_loss(t, s))
-    np.testing.assert_allclose(_np(losses.SoftTargetDistillation(temperature=2.0).compute_loss(t, s)), reference, rtol=1e-5)
+    np.testing.assert_allclose(
+        _np(losses.SoftTargetDistillation(temperature=2.0).compute_loss(t, s)), reference, rtol=1e-5
+    )
     assert abs(builtin - reference) / reference > 0.5
 
 
@@ -192,7 +216,11 @@ def test_builtin_kl_clips_where_kdlib_does_not():
     s = np.array([[0.0, 30.0, 0.0]], dtype=np.float32)
     t = np.array([[30.0, 0.0, 0.0]], dtype=np.float32)
     reference = kd_reference(np.array([0]), s, t, 1.0, 1.0)[1]
-    builtin = _np(keras.distillation.LogitsDistillation(temperature=1.0, loss=keras.losses.KLDivergence()).compute_loss(t, s))
+    builtin = _np(
+        keras.distillation.LogitsDistillation(
+            temperature=1.0, loss=keras.losses.KLDivergence()
+        ).compute_loss(t, s)
+    )
     ours = _np(losses.SoftTargetDistillation(temperature=1.0).compute_loss(t, s))
     np.testing.assert_allclose(ours, reference, rtol=1e-5)
     assert abs(builtin - reference) / reference > 0.2

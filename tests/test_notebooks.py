@@ -1,69 +1,40 @@
-"""Notebooks as tests: papermill with injected parameters, and the committed cpu outputs.
+"""Notebooks as tests: their shared cells, papermill with injected parameters, the runner's
+guarantees, the committed outputs, the Colab install cell, and a JAX kernel without TensorFlow.
 
 (nbval executes every notebook at the smoke profile as part of the same pytest run.)
 """
 
 import json
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import keras
 import nbformat
 import pytest
 
-from kdlib import profiles, runner
+import kdlib
+from kdlib import course, profiles, results, runner
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = runner.notebooks()
+NOISE = re.compile(r"absl|cuInit|oneDNN|/tmp/|Traceback|\r")
 
 
-def test_papermill_parameters_reach_the_record(tmp_path):
-    params = {"profile": "smoke", "seed": 3, "temperature": 5.0, "alpha": 0.25, "hinton_temperature": 8.0}
-    nb = ROOT / "notebooks" / "01_ensemble_distillation_mnist.ipynb"
-    error = runner.execute(nb, tmp_path / nb.name, profile="smoke", results_dir=tmp_path, parameters=params)
-    assert error is None, error
-    record = json.loads((tmp_path / "01_ensemble_distillation_mnist.json").read_text())
-    assert record["profile"] == "smoke" and record["seed"] == 3
-    for knob in ("temperature", "alpha", "hinton_temperature"):
-        assert record["params"][knob] == params[knob]
-    assert record["params"]["epochs"] == profiles.NOTEBOOKS["01_ensemble_distillation_mnist"]["epochs"].smoke
-    executed = nbformat.read(tmp_path / nb.name, as_version=4)
-    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+def _code(nb) -> list:
+    return [c for c in nb.cells if c.cell_type == "code"]
 
 
-def test_the_tensorboard_parameter_writes_a_log_per_student(tmp_path):
-    nb = ROOT / "notebooks" / "02_densenet_teacher_student_mnist.ipynb"
-    logs = tmp_path / "tb"
-    error = runner.execute(nb, tmp_path / nb.name, profile="smoke", results_dir=tmp_path, parameters={"tensorboard": str(logs)})
-    assert error is None, error
-    students = sorted(d.name for d in logs.iterdir() if d.name.startswith("student"))
-    assert students == [f"student{i}_seed0" for i in range(4)]  # alone, T=4, T=10 with and without T²
-    for name in students:
-        assert list((logs / name).rglob("events.out.tfevents.*")), name
-
-
-def test_a_failing_notebook_keeps_its_partial_output_and_reports_the_cell(tmp_path):
-    nb = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom')"), nbformat.v4.new_code_cell("y = 2")]
-    )
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    src = tmp_path / "99_fails.ipynb"
-    nbformat.write(nb, src)
-    error = runner.execute(src, tmp_path / "out" / src.name, profile="smoke", results_dir=tmp_path)
-    assert error is not None and "ValueError" in error and "boom" in error
-    assert (tmp_path / "out" / src.name).exists()
-
-
-@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
-def test_committed_notebook_holds_a_cpu_run_with_its_record(nb):
-    record = json.loads((ROOT / "results" / f"{nb.stem}.json").read_text())
-    assert record["profile"] == "cpu" and record["notebook"] == nb.stem
-    executed = nbformat.read(nb, as_version=4)
-    code = [c for c in executed.cells if c.cell_type == "code"]
-    outputs = "".join(o.get("text", "") for c in code for o in c.get("outputs", []))
-    assert "cpu profile:" in outputs and "smoke profile" not in outputs
-    assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
-    assert "parameters" in code[1].metadata.get("tags", [])
-    assert "# @param" in code[1].source and "NBVAL_SKIP" in code[0].source
+def _outputs(cell) -> str:
+    parts = []
+    for o in cell.get("outputs", []):
+        parts.append(
+            o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
+        )
+        parts.append(str(o.get("data", {}).get("text/plain", "")))
+    return "".join(parts)
 
 
 def test_notebooks_are_numbered_and_have_profiles():
@@ -71,5 +42,174 @@ def test_notebooks_are_numbered_and_have_profiles():
     assert {nb.stem for nb in NOTEBOOKS} == set(profiles.NOTEBOOKS)
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_every_notebook_opens_with_the_shared_cells(path):
+    nb = nbformat.read(path, as_version=4)
+    code = _code(nb)
+    assert course.colab_badge(path.stem) in nb.cells[0].source
+    assert code[0].source == course.install_cell()
+    assert code[1].source == profiles.parameters_cell(path.stem) and "parameters" in code[
+        1
+    ].metadata.get("tags", [])
+    assert code[2].source.startswith("import kdlib  # first")  # before Keras, to quiet TensorFlow
+    assert (
+        f'kdlib.course.start("{path.stem}"' in code[2].source
+        or f'NOTEBOOK = "{path.stem}"' in code[2].source
+    )
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for part in ("You will learn", "Prerequisites", "Time:", "## Exercises", "arxiv.org"):
+        assert part in text, (path.stem, part)
+
+
+def test_the_release_the_notebooks_install_is_this_version():
+    assert course.REF == f"v{kdlib.__version__}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_committed_notebook_holds_a_clean_cpu_run_with_its_record(path):
+    record = json.loads((ROOT / "results" / f"{path.stem}.json").read_text())
+    assert record["profile"] == "cpu" and record["notebook"] == path.stem
+    code = _code(nbformat.read(path, as_version=4))
+    outputs = "".join(_outputs(c) for c in code)
+    assert "cpu profile:" in outputs and "smoke profile" not in outputs
+    assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
+    assert not NOISE.search(outputs), NOISE.search(outputs)
+
+
+def test_full_runs_live_apart_from_the_cpu_runs():
+    for record_path in sorted((ROOT / "results" / "full").glob("*.json")):
+        record = json.loads(record_path.read_text())
+        assert record["profile"] == "full" and {
+            "processor",
+            "accelerators",
+            "backend",
+            "dtype_policy",
+        } <= set(record["machine"])
+        assert (ROOT / "notebooks" / "full" / f"{record_path.stem}.ipynb").is_file()
+    assert not list((ROOT / "results").glob("*full*.json"))
+
+
+def test_papermill_parameters_reach_the_record_and_tensorboard_logs_each_student(tmp_path):
+    nb = ROOT / "notebooks" / "02_densenet_teacher_student_mnist.ipynb"
+    logs = tmp_path / "tb"
+    params = {
+        "profile": "smoke",
+        "seed": 3,
+        "temperature": 5.0,
+        "alpha": 0.25,
+        "n_train": 600,
+        "tensorboard": str(logs),
+    }
+    error = runner.execute(
+        nb, tmp_path / nb.name, profile="smoke", results_dir=tmp_path, parameters=params
+    )
+    assert error is None, error
+    record = json.loads((tmp_path / f"{nb.stem}.json").read_text())
+    assert record["profile"] == "smoke" and record["seed"] == 3
+    for knob in ("temperature", "alpha", "n_train"):
+        assert record["params"][knob] == params[knob]
+    assert record["params"]["epochs"] == profiles.NOTEBOOKS[nb.stem]["epochs"].smoke
+    executed = nbformat.read(tmp_path / nb.name, as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    students = sorted(d.name for d in logs.iterdir() if d.name.startswith("student"))
+    assert len(students) == 4 and all(
+        list((logs / s).rglob("events.out.tfevents.*")) for s in students
+    )
+
+
+def _notebook(tmp_path, name, *sources) -> Path:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path = tmp_path / name
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_failed_committed_run_leaves_the_notebook_untouched_and_keeps_the_failure(tmp_path):
+    nb = _notebook(tmp_path / "nbs", "99_fails.ipynb", "x = 1", "raise ValueError('boom')", "y = 2")
+    before = nb.read_bytes()
+    error = runner.run_one(
+        nb, "cpu", commit=True, out=tmp_path / "runs", records=tmp_path / "records"
+    )
+    assert error is not None and "ValueError" in error and "boom" in error and "unchanged" in error
+    assert nb.read_bytes() == before  # the committed copy is intact
+    failed = nbformat.read(tmp_path / "runs" / nb.name, as_version=4)
+    assert any(o.get("output_type") == "error" for c in failed.cells for o in c.get("outputs", []))
+    assert [p.name for p in (tmp_path / "nbs").iterdir()] == [nb.name]  # no temporary file left
+    ok = _notebook(tmp_path / "nbs2", "98_works.ipynb", "print('fine')")
+    assert (
+        runner.run_one(ok, "cpu", commit=True, out=tmp_path / "runs", records=tmp_path / "records")
+        is None
+    )
+    assert "fine" in _outputs(_code(nbformat.read(ok, as_version=4))[0])  # replaced by the run
+
+
+def test_committed_runs_go_where_readers_find_them(tmp_path):
+    nb = runner.NOTEBOOKS / "00_soft_targets_temperature.ipynb"
+    assert runner._destination(nb, "cpu", True, tmp_path) == nb
+    assert runner._destination(nb, "full", True, tmp_path) == runner.NOTEBOOKS / "full" / nb.name
+    assert runner._destination(nb, "smoke", False, tmp_path) == tmp_path / nb.name
+    with pytest.raises(SystemExit):
+        runner.main(["--profile", "smoke", "--commit"])  # smoke runs are never committed
+
+
+def test_make_run_honours_the_profile_in_the_environment():
+    out = subprocess.run(
+        ["make", "-n", "run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KDLIB_PROFILE": "smoke"},
+    )
+    assert "kdlib.runner --profile smoke" in out.stdout, out.stdout + out.stderr
+    out = subprocess.run(["make", "-n", "notebooks"], cwd=ROOT, capture_output=True, text=True)
+    assert "--commit" in out.stdout
+
+
+def test_the_colab_install_cell_installs_the_pinned_release_from_a_clone(tmp_path):
+    """The install cell's logic, offline: a fake Colab, the repository's HEAD cloned locally as
+    the source (KDLIB_GIT), pip without dependencies into a scratch folder."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    head = subprocess.run(
+        ["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    site = tmp_path / "site"
+    code = (
+        "import sys, types\nsys.modules['google.colab'] = types.ModuleType('google.colab')\n"
+        + course.install_cell()
+    )
+    env = {
+        **os.environ,
+        "KDLIB_GIT": f"git+file://{clone}@{head}",
+        "PIP_NO_DEPS": "1",
+        "PIP_TARGET": str(site),
+        "PYTHONPATH": str(site),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"installed kdlib {kdlib.__version__} from git+file://" in out.stdout
+    assert "restart" not in out.stdout  # TensorFlow was not touched
+    assert (site / "kdlib" / "course.py").is_file()
+
+
+@pytest.mark.backend
+def test_a_notebook_kernel_on_jax_never_imports_tensorflow(tmp_path):
+    if keras.backend.backend() != "jax":
+        pytest.skip("runs in the JAX pass of make test")
+    nb = ROOT / "notebooks" / "00_soft_targets_temperature.ipynb"
+    error = runner.execute(nb, tmp_path / nb.name, profile="smoke", results_dir=tmp_path)
+    assert error is None, error
+    record = json.loads((tmp_path / f"{nb.stem}.json").read_text())
+    assert record["machine"]["backend"] == "jax" and "tensorflow" not in record["versions"]
+
+
 def test_tests_never_write_into_the_committed_results():
-    assert Path(os.environ["KDLIB_RESULTS_DIR"]).resolve() != (ROOT / "results").resolve()
+    assert Path(os.environ["KDLIB_RESULTS_DIR"]).resolve() != results.committed_dir("cpu").resolve()

@@ -16,20 +16,32 @@ def toy_notebook(monkeypatch):
     monkeypatch.setitem(
         profiles.NOTEBOOKS,
         "99_toy",
-        {"seed": 0, "epochs": profiles.P(1, 5, 50), "temperature": 4.0, "temperatures": profiles.P((2,), (2, 4), (2, 4, 8))},
+        {
+            "seed": 0,
+            "epochs": profiles.P(1, 5, 50),
+            "temperature": 4.0,
+            "temperatures": profiles.P((2,), (2, 4), (2, 4, 8)),
+        },
     )
 
 
 def test_profile_values_and_overrides(toy_notebook, monkeypatch):
     monkeypatch.delenv("KDLIB_PROFILE", raising=False)
     cfg = profiles.get("99_toy")
-    assert cfg.profile == "cpu" and cfg.epochs == 5 and cfg.temperatures == (2.0, 4.0) and cfg.temperature == 4.0
+    assert (
+        cfg.profile == "cpu"
+        and cfg.epochs == 5
+        and cfg.temperatures == (2.0, 4.0)
+        and cfg.temperature == 4.0
+    )
     assert profiles.get("99_toy", "full").epochs == 50
     assert profiles.get("99_toy", "smoke", epochs=3, temperature=None).epochs == 3
     assert profiles.get("99_toy", "smoke", temperature=None).temperature == 4.0
 
 
-def test_environment_overrides_the_notebook_default_but_not_an_explicit_profile(toy_notebook, monkeypatch):
+def test_environment_overrides_the_notebook_default_but_not_an_explicit_profile(
+    toy_notebook, monkeypatch
+):
     monkeypatch.setenv("KDLIB_PROFILE", "smoke")
     assert profiles.get("99_toy").profile == "smoke"
     assert profiles.get("99_toy", "full").profile == "full"
@@ -41,7 +53,11 @@ def test_unknown_profile_notebook_or_knob_lists_the_valid_names(toy_notebook, mo
     monkeypatch.setenv("KDLIB_PROFILE", "laptop")
     with pytest.raises(ValueError, match="unknown profile 'laptop'"):
         profiles.get("99_toy")
-    with pytest.raises(ValueError, match="unknown setting\\(s\\) temprature for 99_toy; valid settings: seed, epochs, temperature, temperatures"):
+    with pytest.raises(
+        ValueError,
+        match="unknown setting\\(s\\) temprature for 99_toy; valid settings: seed, epochs, "
+        "temperature, temperatures",
+    ):
         profiles.get("99_toy", "cpu", temprature=2.0)
     with pytest.raises(ValueError, match="unknown notebook '42_nothing'"):
         profiles.get("42_nothing")
@@ -65,13 +81,19 @@ def test_every_setting_of_every_notebook_has_a_spec_and_valid_values_at_every_pr
         ({"alpha": 1.5}, r"alpha must be in \[0, 1\]"),
         ({"alpha": float("nan")}, "alpha must be finite"),
         ({"seeds": True}, "seeds must be a number"),
-        ({"n_transfer": 1000000}, "n_transfer=1,000,000 but mnist has 60,000 training images and n_val=5,000 leaves 55,000"),
+        (
+            {"n_transfer": 1000000},
+            "n_transfer=1,000,000 but mnist has 60,000 training images and n_val=5,000 "
+            "leaves 55,000",
+        ),
         ({"n_val": 60000}, "leaves no training image"),
         ({"student_hidden": "128"}, "student_hidden must be a non-empty list"),
         ({"student_hidden": [128, 0]}, r"each of student_hidden must be in \[1, inf\]"),
     ],
 )
-def test_bad_settings_are_refused_before_any_work_with_the_setting_and_its_range(overrides, message):
+def test_bad_settings_are_refused_before_any_work_with_the_setting_and_its_range(
+    overrides, message
+):
     with pytest.raises(ValueError, match=message):
         profiles.get("00_soft_targets_temperature", "cpu", **overrides)
 
@@ -81,9 +103,14 @@ def test_the_stand_in_datasets_sizes_are_checked_too():
         profiles.get("02_densenet_teacher_student_mnist", "cpu", mixed_precision="fp8")
     with pytest.raises(ValueError, match="dataset must be one of"):
         profiles.get("03_fitnet_hints_cifar10", "cpu", dataset="imagenet")
-    with pytest.raises(ValueError, match="n_train=55,000 but cifar10 has 50,000 training images: choose"):
+    with pytest.raises(
+        ValueError, match="n_train=55,000 but cifar10 has 50,000 training images: choose"
+    ):
         profiles.get("04_teacher_assistant_cifar10", "cpu", n_train=55000)
-    with pytest.raises(ValueError, match="n_train=71,000 but svhn has 73,257 training images and n_val=2,500 leaves 70,757"):
+    with pytest.raises(
+        ValueError,
+        match="n_train=71,000 but svhn has 73,257 training images and n_val=2,500 leaves 70,757",
+    ):
         profiles.get("05_quantized_student_svhn", "cpu", n_train=71000)
 
 
@@ -94,7 +121,9 @@ def test_parameters_cells_declare_every_setting_once():
         declared = [k for k in namespace if k != "__builtins__"]
         assert declared == ["profile", *knobs], name
         assert all(namespace[k] is None for k in declared)
-        cfg = profiles.from_cell(name, {**namespace, "epochs": 3} if "epochs" in knobs else namespace)
+        cfg = profiles.from_cell(
+            name, {**namespace, "epochs": 3} if "epochs" in knobs else namespace
+        )
         assert cfg.profile == profiles.resolve() and cfg.get("epochs", 3) == 3
     with pytest.raises(ValueError, match="does not define seeds"):
         profiles.from_cell("00_soft_targets_temperature", {"profile": None, "seed": None})
@@ -103,19 +132,32 @@ def test_parameters_cells_declare_every_setting_once():
 def test_run_record_is_written_atomically_with_what_a_reader_needs(tmp_path, toy_notebook):
     cfg = profiles.get("99_toy", "smoke", epochs=2)
     run = results.Run("99_toy", cfg, dataset="fashion_mnist", requested="cifar10")
-    run.log(accuracy=np.float32(0.5), per_seed=np.array([0.1, 0.2]), headline={"student": 0.5}, lost=float("nan"), inf=[1.0, np.inf])
+    run.log(
+        accuracy=np.float32(0.5),
+        per_seed=np.array([0.1, 0.2]),
+        headline={"student": 0.5},
+        lost=float("nan"),
+        inf=[1.0, np.inf],
+    )
     path = run.save(tmp_path)
     record = json.loads(path.read_text())  # strict JSON: no NaN
     assert record["profile"] == "smoke" and record["params"]["epochs"] == 2 and record["seed"] == 0
     assert record["dataset"] == "fashion_mnist" and record["requested_dataset"] == "cifar10"
     assert record["metrics"]["per_seed"] == [pytest.approx(0.1), pytest.approx(0.2)]
     assert record["metrics"]["lost"] is None and record["metrics"]["inf"] == [1.0, None]
-    assert {"python", "keras", "numpy", "kdlib"} <= set(record["versions"]) and record["wall_time_s"] >= 0
-    assert {"processor", "cpu_cores", "accelerators", "backend", "dtype_policy"} <= set(record["machine"])
+    assert {"python", "keras", "numpy", "kdlib"} <= set(record["versions"]) and record[
+        "wall_time_s"
+    ] >= 0
+    assert {"processor", "cpu_cores", "accelerators", "backend", "dtype_policy"} <= set(
+        record["machine"]
+    )
     assert record["git_commit"] and isinstance(record["git_dirty"], bool)  # this is a git checkout
     assert [p.name for p in tmp_path.iterdir()] == ["99_toy.json"]  # no temporary file left
     text = results.summary(results.load(tmp_path))
-    assert "99_toy · smoke profile · fashion_mnist (stand-in for cifar10)" in text and "student" in text
+    assert (
+        "99_toy · smoke profile · fashion_mnist (stand-in for cifar10)" in text
+        and "student" in text
+    )
 
 
 def test_records_go_to_the_run_folder_unless_told_otherwise(tmp_path, monkeypatch, toy_notebook):
@@ -140,7 +182,9 @@ def test_a_broken_record_is_named(tmp_path):
 
 
 def test_table_renders_text_and_markdown():
-    t = results.Table([{"model": "teacher", "accuracy": 0.98765}, {"model": "student", "accuracy": float("nan")}])
+    t = results.Table(
+        [{"model": "teacher", "accuracy": 0.98765}, {"model": "student", "accuracy": float("nan")}]
+    )
     assert str(t).splitlines()[2].split() == ["teacher", "0.9877"]
     assert "| student | nan |" in t._repr_markdown_()
 
@@ -165,7 +209,9 @@ def test_cache_trains_once_then_loads(tmp_path, monkeypatch):
     assert calls == [1] and not info1["cached"] and info2["cached"] and info2["val_accuracy"] == 0.9
     np.testing.assert_array_equal(m2.layers[-1].kernel, np.ones((3, 2)))
     cache.train_or_load("tiny", _tiny, train, config={"epochs": 2}, data=fp)
-    cache.train_or_load("tiny", _tiny, train, config={"epochs": 1}, data=cache.fingerprint(np.arange(11)))
+    cache.train_or_load(
+        "tiny", _tiny, train, config={"epochs": 1}, data=cache.fingerprint(np.arange(11))
+    )
     assert calls == [1, 1, 1]
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json"] * 3 + [".keras"] * 3
 
@@ -178,7 +224,9 @@ def test_an_empty_or_truncated_cache_record_is_retrained_not_fatal(tmp_path, mon
     cache.Path(info["path"]).with_suffix(".json").write_text(meta)
     calls = []
     with pytest.warns(UserWarning, match="retraining"):
-        _, info = cache.train_or_load("tiny", _tiny, lambda m: calls.append(1) or {}, config={}, data=fp)
+        _, info = cache.train_or_load(
+            "tiny", _tiny, lambda m: calls.append(1) or {}, config={}, data=fp
+        )
     assert calls == [1] and not info["cached"]
 
 
@@ -210,7 +258,9 @@ def test_unreadable_cache_file_is_reported_and_retrained(tmp_path, monkeypatch):
     calls = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model, info = cache.train_or_load("tiny", _tiny, lambda m: calls.append(1) or {}, config={}, data=fp)
+        model, info = cache.train_or_load(
+            "tiny", _tiny, lambda m: calls.append(1) or {}, config={}, data=fp
+        )
     assert calls == [1] and not info["cached"]
     assert any("cannot read" in str(w.message) and "retraining" in str(w.message) for w in caught)
     assert cache.train_or_load("tiny", _tiny, lambda m: {}, config={}, data=fp)[1]["cached"]
@@ -230,7 +280,17 @@ def test_failed_training_leaves_no_cache_file(tmp_path, monkeypatch):
 def test_fingerprint_depends_on_content_shape_and_dtype():
     a = np.arange(6)
     assert cache.fingerprint(a) == cache.fingerprint(np.arange(6))
-    assert len({cache.fingerprint(a), cache.fingerprint(a.reshape(2, 3)), cache.fingerprint(a.astype(np.int32)), cache.fingerprint(a + 1)}) == 4
+    assert (
+        len(
+            {
+                cache.fingerprint(a),
+                cache.fingerprint(a.reshape(2, 3)),
+                cache.fingerprint(a.astype(np.int32)),
+                cache.fingerprint(a + 1),
+            }
+        )
+        == 4
+    )
 
 
 def test_default_cache_dir(monkeypatch):
@@ -243,8 +303,14 @@ def test_describe_names_the_builder_and_its_arguments():
 
     from kdlib import models
 
-    described = cache.describe(functools.partial(models.mlp, (28, 28, 1), hidden=(800, 800), name="s"))
-    assert described == {"builder": "kdlib.models.mlp", "args": [(28, 28, 1)], "kwargs": {"hidden": (800, 800), "name": "s"}}
+    described = cache.describe(
+        functools.partial(models.mlp, (28, 28, 1), hidden=(800, 800), name="s")
+    )
+    assert described == {
+        "builder": "kdlib.models.mlp",
+        "args": [(28, 28, 1)],
+        "kwargs": {"hidden": (800, 800), "name": "s"},
+    }
     assert cache.describe(models.mlp)["builder"] == "kdlib.models.mlp"
 
 
@@ -258,10 +324,18 @@ def test_compare_is_scipys_paired_or_welch_t_test():
     assert paired.p == pytest.approx(reference.pvalue) and paired.test == "paired t"
     d = a - b  # the confidence interval of the mean difference, from the t distribution
     half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-    assert (paired.low, paired.high) == (pytest.approx(d.mean() - half), pytest.approx(d.mean() + half))
+    assert (paired.low, paired.high) == (
+        pytest.approx(d.mean() - half),
+        pytest.approx(d.mean() + half),
+    )
     welch = results.compare(a, b, paired=False)
-    assert welch.p == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue) and welch.test == "Welch t"
-    assert results.compare([0.9, 0.91, 0.92], [0.8, 0.81, 0.82]).beyond_noise  # the same gain every seed
+    assert (
+        welch.p == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+        and welch.test == "Welch t"
+    )
+    assert results.compare(
+        [0.9, 0.91, 0.92], [0.8, 0.81, 0.82]
+    ).beyond_noise  # the same gain every seed
     noisy = results.compare([0.90, 0.80, 0.85], [0.85, 0.86, 0.84])
     assert not noisy.beyond_noise and "within noise" in noisy.verdict
     assert results.compare([0.9], [0.8]).verdict.startswith("n/a")

@@ -14,7 +14,9 @@ def _quant_model(bits, act_bits=None, per_channel=True):
     x = quant.QuantConv2D(5, 3, weight_bits=bits, per_channel=per_channel, name="qconv")(i)
     x = quant.QuantReLU(act_bits, name="qrelu")(x) if act_bits else keras.layers.ReLU()(x)
     x = keras.layers.Flatten()(x)
-    return keras.Model(i, quant.QuantDense(3, weight_bits=bits, per_channel=per_channel, name="qdense")(x))
+    return keras.Model(
+        i, quant.QuantDense(3, weight_bits=bits, per_channel=per_channel, name="qdense")(x)
+    )
 
 
 @pytest.mark.backend
@@ -51,7 +53,12 @@ def test_quantized_values_are_symmetric_uniform_levels():
 @pytest.mark.backend
 def test_straight_through_estimator_passes_the_gradient():
     w = rng.normal(size=(6, 3)).astype(np.float32)
-    g = losses.logit_gradient(lambda v: keras.ops.sum(quant.quantize_weights(v, 2) * np.arange(18.0, dtype=np.float32).reshape(6, 3)), w)
+    g = losses.logit_gradient(
+        lambda v: keras.ops.sum(
+            quant.quantize_weights(v, 2) * np.arange(18.0, dtype=np.float32).reshape(6, 3)
+        ),
+        w,
+    )
     np.testing.assert_allclose(g, np.arange(18.0).reshape(6, 3), rtol=1e-6)
 
 
@@ -92,13 +99,32 @@ def test_bad_bit_widths_are_rejected(bits):
         quant.quantize_weights(np.ones((2, 2), np.float32), bits)
 
 
+@pytest.mark.parametrize("clip", [0, -1, float("nan"), "6", None])
+def test_a_non_positive_activation_clip_is_rejected(clip):
+    with pytest.raises(ValueError, match="clip .* must be > 0"):
+        quant.QuantReLU(4, clip=clip)
+
+
+def test_augmentation_needs_images():
+    import keras
+
+    from kdlib import data
+
+    with pytest.raises(
+        ValueError, match="needs inputs of shape \\(batch, height, width, channels\\)"
+    ):
+        data.Augment("jitter")(keras.ops.zeros((2, 6)), training=True)
+
+
 def test_quantized_model_round_trips_through_a_safe_keras_file(tmp_path):
     model = _quant_model(2, act_bits=3)
     x = rng.normal(size=(4, 8, 8, 2)).astype(np.float32)
     path = tmp_path / "q.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
     assert loaded.get_layer("qdense").weight_bits == 2 and loaded.get_layer("qrelu").bits == 3
 
 
@@ -110,7 +136,11 @@ def test_densenet_parameter_counts_match_seed_001():
 def test_densenet_batchnorm_momentum_reaches_every_batchnorm():
     def momenta(**kw):
         net = models.densenet(4, blocks=(2, 2), input_shape=(28, 28, 1), stem="small", **kw)
-        return {layer.momentum for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)}
+        return {
+            layer.momentum
+            for layer in net.layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+        }
 
     assert momenta() == {0.99}
     assert momenta(bn_momentum=0.9) == {0.9}
@@ -153,7 +183,10 @@ def test_fitnet_taps_line_up():
 def test_plain_cnn_depths_and_widths():
     counts = [models.plain_cnn(d).count_params() for d in (2, 4, 6, 8, 10)]
     assert counts == sorted(counts)
-    n_convs = [sum(isinstance(layer, keras.layers.Conv2D) for layer in models.plain_cnn(d).layers) for d in (2, 4, 6, 8, 10)]
+    n_convs = [
+        sum(isinstance(layer, keras.layers.Conv2D) for layer in models.plain_cnn(d).layers)
+        for d in (2, 4, 6, 8, 10)
+    ]
     assert n_convs == [2, 4, 6, 8, 10]
     with pytest.raises(ValueError, match="depth must be one of"):
         models.plain_cnn(3)

@@ -25,9 +25,17 @@ TOLERANCE_PX = 2
 
 @pytest.fixture(scope="module")
 def deck() -> Path:
-    if shutil.which("npm") is None and not (ROOT / "slides" / "node_modules" / "reveal.js").exists():
-        pytest.skip("npm is not installed: it fetches reveal.js and KaTeX for the deck (apt-get install npm)")
-    out = subprocess.run([sys.executable, "slides/build.py"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if (
+        shutil.which("npm") is None
+        and not (ROOT / "slides" / "node_modules" / "reveal.js").exists()
+    ):
+        pytest.skip(
+            "npm is not installed: it fetches reveal.js and KaTeX for the deck "
+            "(apt-get install npm)"
+        )
+    out = subprocess.run(
+        [sys.executable, "slides/build.py"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     return BUILD / "index.html"
 
@@ -35,13 +43,21 @@ def deck() -> Path:
 @pytest.fixture(scope="module")
 def browser(deck):
     if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
+        pytest.skip(
+            "Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         chromium = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
         )
         yield chromium
         chromium.close()
@@ -53,8 +69,14 @@ def browser(deck):
 def local_references(page: Path) -> set[Path]:
     """The files PAGE loads, directly (src, href) or through its stylesheets (url(), @import)."""
     text = page.read_text()
-    urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", text) if page.suffix == ".html" else []
-    urls += re.findall(r"""url\(\s*['"]?([^'")]+?)['"]?\s*\)""", text) + re.findall(r"""@import\s+['"]([^'"]+)['"]""", text)
+    urls = (
+        re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", text)
+        if page.suffix == ".html"
+        else []
+    )
+    urls += re.findall(r"""url\(\s*['"]?([^'")]+?)['"]?\s*\)""", text) + re.findall(
+        r"""@import\s+['"]([^'"]+)['"]""", text
+    )
     found = set()
     for url in urls:
         if url.startswith(("data:", "http:", "https:", "//", "#", "mailto:")):
@@ -80,14 +102,21 @@ def test_build_vendors_only_the_files_the_deck_loads(deck):
     for a second copy of the fonts or another theme.
     """
     referenced = local_references(deck)
-    vendored = {p.resolve() for folder in VENDORED for p in (BUILD / folder).rglob("*") if p.is_file()}
+    vendored = {
+        p.resolve() for folder in VENDORED for p in (BUILD / folder).rglob("*") if p.is_file()
+    }
     missing = sorted(str(p.relative_to(BUILD)) for p in referenced if not p.exists())
     unused = sorted(str(p.relative_to(BUILD)) for p in vendored - referenced if p.name != "LICENSE")
     assert missing == [], f"the deck loads files the build did not copy: {missing}"
     assert unused == [], f"the build copied files the deck never loads: {unused}"
     size = sum(p.stat().st_size for p in vendored)
-    others = sum(p.stat().st_size for p in referenced - vendored if p.exists()) + deck.stat().st_size
-    print(f"vendored reveal.js + KaTeX: {size / 1e6:.2f} MB in {len(vendored)} files; whole deck: {(size + others) / 1e6:.2f} MB")
+    others = (
+        sum(p.stat().st_size for p in referenced - vendored if p.exists()) + deck.stat().st_size
+    )
+    print(
+        f"vendored reveal.js + KaTeX: {size / 1e6:.2f} MB in {len(vendored)} files; "
+        f"whole deck: {(size + others) / 1e6:.2f} MB"
+    )
     assert size < 1.5e6
 
 
@@ -109,7 +138,8 @@ DESCRIBE_SLIDE = """() => { const s = Reveal.getCurrentSlide();
           loaded: imgs.every(im => im.complete && im.naturalWidth > 0),
           missing: s.querySelectorAll('.missing').length,
           mathErrors: s.querySelectorAll('.katex-error').length,
-          rawMath: s.innerText.includes(String.fromCharCode(92) + '(') || s.innerText.includes('$$')}; }"""
+          rawMath: s.innerText.includes(String.fromCharCode(92) + '(')
+                   || s.innerText.includes('$$')}; }"""
 
 # Everything drawn inside the current slide must lie inside the box reveal.js gives the slide: the
 # .slides element, a fixed 960×700 that reveal scales to the window, so its client rect is the
@@ -127,8 +157,12 @@ OVERFLOWS = """(tolerance) => {
     let [left, top, right, bottom] = [r.left, r.top, r.right, r.bottom];
     for (let a = el.parentElement; a && a !== slides; a = a.parentElement) {
       const s = getComputedStyle(a), c = a.getBoundingClientRect();
-      if (s.overflowX !== 'visible') { left = Math.max(left, c.left); right = Math.min(right, c.right); }
-      if (s.overflowY !== 'visible') { top = Math.max(top, c.top); bottom = Math.min(bottom, c.bottom); }
+      if (s.overflowX !== 'visible') {
+        left = Math.max(left, c.left); right = Math.min(right, c.right);
+      }
+      if (s.overflowY !== 'visible') {
+        top = Math.max(top, c.top); bottom = Math.min(bottom, c.bottom);
+      }
     }
     return {left, top, right, bottom};
   };
@@ -140,15 +174,17 @@ OVERFLOWS = """(tolerance) => {
     worst.set(key, sides);
   };
   for (const el of Reveal.getCurrentSlide().querySelectorAll('*')) {
-    if (el.closest('.katex-mathml') || !el.checkVisibility()) continue;  // MathML: screen readers only
+    // MathML is for screen readers only
+    if (el.closest('.katex-mathml') || !el.checkVisibility()) continue;
     const r = shown(el);
     if (r.right - r.left <= 0 || r.bottom - r.top <= 0) continue;  // draws nothing (KaTeX struts)
     note(el, 'left', box.left - r.left); note(el, 'right', r.right - box.right);
     note(el, 'top', box.top - r.top); note(el, 'bottom', r.bottom - box.bottom);
     if (el.closest('.katex')) continue;  // KaTeX hides the tails of its stretchy SVGs on purpose
     const s = getComputedStyle(el);
-    if (s.overflowX !== 'visible') note(el, 'hidden across', (el.scrollWidth - el.clientWidth) * scale);
-    if (s.overflowY !== 'visible') note(el, 'hidden down', (el.scrollHeight - el.clientHeight) * scale);
+    const [dx, dy] = [el.scrollWidth - el.clientWidth, el.scrollHeight - el.clientHeight];
+    if (s.overflowX !== 'visible') note(el, 'hidden across', dx * scale);
+    if (s.overflowY !== 'visible') note(el, 'hidden down', dy * scale);
   }
   const text = el => {
     const tex = el.matches('.katex-display, .katex') && el.querySelector('annotation');
@@ -163,14 +199,17 @@ OVERFLOWS = """(tolerance) => {
     for (const [side, px] of Object.entries(sides)) merged[side] = Math.max(merged[side] || 0, px);
     outer.set(top, merged);
   }
-  const tag = el => `<${el.tagName.toLowerCase()}${el.className ? ` class="${el.className}"` : ''}>`;
-  const by = sides => Object.entries(sides).map(([side, px]) => `${side} by ${Math.round(px / scale)} px`).join(', ');
+  const cls = el => el.className ? ` class="${el.className}"` : '';
+  const tag = el => `<${el.tagName.toLowerCase()}${cls(el)}>`;
+  const by = sides => Object.entries(sides)
+    .map(([side, px]) => `${side} by ${Math.round(px / scale)} px`).join(', ');
   return [...outer].map(([el, sides]) => `${tag(el)} "${text(el)}" overflows ${by(sides)}`);
 }"""
 
 
 def open_deck(browser, deck: Path, width: int, height: int):
-    """A page showing the deck at WIDTH×HEIGHT, and the lists of the URLs it requested and failed to load."""
+    """A page showing the deck at WIDTH×HEIGHT, and the lists of the URLs it requested and
+    failed to load."""
     page = browser.new_page(viewport={"width": width, "height": height})
     requests, failures = [], []
     page.on("request", lambda r: requests.append(r.url))
@@ -208,7 +247,9 @@ def test_every_slide_renders_offline_in_chromium(browser, deck):
     remote = [u for u in requests if not u.startswith(("file:", "data:", "blob:"))]
     assert remote == [], f"requests left the machine: {remote}"
     assert failures == []
-    assert (BUILD / "screenshot_title.png").stat().st_size > 0 and (BUILD / "screenshot_figure.png").stat().st_size > 0
+    assert (BUILD / "screenshot_title.png").stat().st_size > 0 and (
+        BUILD / "screenshot_figure.png"
+    ).stat().st_size > 0
 
 
 @pytest.mark.parametrize(("width", "height"), VIEWPORTS, ids=[f"{w}x{h}" for w, h in VIEWPORTS])
@@ -225,4 +266,6 @@ def test_no_slide_overflows_its_slide(browser, deck, width, height):
             problems += [f"slide {i + 1}/{expected}: {f} ({shot.name})" for f in found]
     page.close()
     assert failures == []
-    assert problems == [], f"content overflows its slide at {width}×{height}:\n" + "\n".join(problems)
+    assert problems == [], f"content overflows its slide at {width}×{height}:\n" + "\n".join(
+        problems
+    )

@@ -41,8 +41,17 @@ class Augment(keras.layers.Layer):
         self.pad, self.flip = AUGMENTATIONS[kind]
         self.generator = keras.random.SeedGenerator(seed)
 
+    def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(
+                f"augmentation shifts images: it needs inputs of shape (batch, height, width, "
+                f"channels), got {tuple(input_shape)}"
+            )
+        super().build(input_shape)
+
     def _shift_matrix(self, size: int, offsets):
-        """(batch, size, size + 2 pad) one-hot rows: row i of image b picks padded row i + offset."""
+        """(batch, size, size + 2 pad) one-hot rows: row i of image b picks padded row
+        i + offset."""
         index = offsets[:, None] + ops.arange(size, dtype="int32")[None, :]
         return ops.one_hot(index, size + 2 * self.pad, dtype=self.compute_dtype)
 

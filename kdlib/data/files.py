@@ -21,7 +21,8 @@ modification time, inode and inode-change time (``ctime``). Rewriting a file in 
 again; what the cache trusts is that nobody rewrites a file without the filesystem noticing. Set
 ``KDLIB_REVERIFY=1`` to hash every file again regardless (or delete ``verified.json`` in the
 kdlib cache folder). Downloads are checked against the checksum their source publishes: SHA-256
-for Keras's ``mnist.npz``; the Fashion-MNIST, CIFAR-10 and SVHN sources publish MD5 only. Pickled CIFAR batches are unpickled only after their checksum matched, and
+for Keras's ``mnist.npz``; the Fashion-MNIST, CIFAR-10 and SVHN sources publish MD5 only.
+Pickled CIFAR batches are unpickled only after their checksum matched, and
 then with an unpickler that only builds NumPy arrays.
 
 Offline, a dataset that is not found is an error naming every place searched, unless you ask
@@ -38,9 +39,8 @@ import os
 import pickle
 import socket
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -51,19 +51,40 @@ NAMES = ("mnist", "fashion_mnist", "cifar10", "svhn")
 CLASS_NAMES = {
     "mnist": [str(d) for d in range(10)],
     "fashion_mnist": [
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
     ],
     "cifar10": [
-        "airplane", "automobile", "bird", "cat", "deer",
-        "dog", "frog", "horse", "ship", "truck",
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
     ],
     "svhn": [str(d) for d in range(10)],
 }
 
 # (train, test) sizes of the official datasets: lets a notebook's settings be checked before
 # any file is read.
-SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000), "svhn": (73257, 26032)}
+SIZES = {
+    "mnist": (60000, 10000),
+    "fashion_mnist": (60000, 10000),
+    "cifar10": (50000, 10000),
+    "svhn": (73257, 26032),
+}
 
 IDX_FILES = (
     "train-images-idx3-ubyte.gz",
@@ -105,13 +126,19 @@ CHECKSUMS = {
 
 # Official sources and the checksums of the files as downloaded.
 DOWNLOADS = {
-    "mnist": [(
-        "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",
-        "mnist.npz",
-        CHECKSUMS["mnist"]["mnist.npz"],
-    )],
+    "mnist": [
+        (
+            "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",
+            "mnist.npz",
+            CHECKSUMS["mnist"]["mnist.npz"],
+        )
+    ],
     "fashion_mnist": [
-        (f"https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/{f}", f, md5)
+        (
+            f"https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/{f}",
+            f,
+            md5,
+        )
         for f, md5 in [
             ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
             ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
@@ -119,11 +146,13 @@ DOWNLOADS = {
             ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
         ]
     ],
-    "cifar10": [(
-        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-        "cifar-10-python.tar.gz",
-        CHECKSUMS["cifar10"]["cifar-10-python.tar.gz"],
-    )],
+    "cifar10": [
+        (
+            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            "cifar-10-python.tar.gz",
+            CHECKSUMS["cifar10"]["cifar-10-python.tar.gz"],
+        )
+    ],
     "svhn": [
         (f"http://ufldl.stanford.edu/housenumbers/{f}", f, CHECKSUMS["svhn"][f])
         for f in ("train_32x32.mat", "test_32x32.mat")
@@ -189,7 +218,8 @@ class Dataset(tuple):
     def describe(self) -> str:
         """One line: what was loaded, from where, and its shape."""
         (x, _), (xt, _) = self
-        return f"{self.label}: {len(x):,} train / {len(xt):,} test images of {'x'.join(map(str, x.shape[1:]))}"
+        shape = "x".join(map(str, x.shape[1:]))
+        return f"{self.label}: {len(x):,} train / {len(xt):,} test images of {shape}"
 
 
 # --------------------------------------------------------------------------- checksums
@@ -271,7 +301,9 @@ def _read_gz(path: Path) -> bytes:
     except PermissionError as e:
         raise _unreadable(path, e) from e
     except (OSError, EOFError) as e:
-        raise DatasetFormatError(f"{path}: not a complete gzip file ({e}); delete it and load again") from e
+        raise DatasetFormatError(
+            f"{path}: not a complete gzip file ({e}); delete it and load again"
+        ) from e
 
 
 def _parse_idx(path: Path, raw: bytes, expected_magic: int) -> np.ndarray:
@@ -293,14 +325,19 @@ def _read_idx_set(folder: Path, checksums: dict) -> tuple | None:
         return None
     missing = sorted(set(IDX_FILES) - set(present))
     if missing:
-        raise DatasetNotFoundError(f"{folder} holds only part of the dataset: missing {', '.join(missing)}")
+        raise DatasetNotFoundError(
+            f"{folder} holds only part of the dataset: missing {', '.join(missing)}"
+        )
     arrays = []
     for f in IDX_FILES:
         raw = _read_gz(folder / f)
         _check(folder / f, raw, checksums[f], "decompressed content")
         arrays.append(_parse_idx(folder / f, raw, 2051 if "images" in f else 2049))
     x_train, y_train, x_test, y_test = arrays
-    return (x_train[..., None], y_train.astype(np.int64)), (x_test[..., None], y_test.astype(np.int64))
+    return (x_train[..., None], y_train.astype(np.int64)), (
+        x_test[..., None],
+        y_test.astype(np.int64),
+    )
 
 
 def _read_mnist(folder: Path) -> tuple | None:
@@ -351,7 +388,9 @@ def _read_cifar_folder(folder: Path) -> tuple | None:
         return None
     missing = sorted(set(names) - set(present))
     if missing:
-        raise DatasetNotFoundError(f"{folder} holds only part of CIFAR-10: missing {', '.join(missing)}")
+        raise DatasetNotFoundError(
+            f"{folder} holds only part of CIFAR-10: missing {', '.join(missing)}"
+        )
     # Fill one preallocated array batch by batch (all five batches have the first one's size),
     # so the peak memory stays near the size of the result.
     x_train = y_train = None
@@ -381,7 +420,9 @@ def _extract_cifar(archive: Path) -> Path:
                     with _io.atomic_path(target / name) as tmp:
                         tmp.write_bytes(f.read())
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise DatasetFormatError(f"{archive}: cannot extract ({e}); delete it and load again") from e
+        raise DatasetFormatError(
+            f"{archive}: cannot extract ({e}); delete it and load again"
+        ) from e
     return target
 
 
@@ -414,11 +455,18 @@ def _read_svhn(folder: Path) -> tuple | None:
         return None
     if len(present) < 2:
         missing = sorted(set(names) - set(present))
-        raise DatasetNotFoundError(f"{folder} holds only part of SVHN: missing {', '.join(missing)}")
+        raise DatasetNotFoundError(
+            f"{folder} holds only part of SVHN: missing {', '.join(missing)}"
+        )
     return _svhn_split(folder / names[0]), _svhn_split(folder / names[1])
 
 
-READERS = {"mnist": _read_mnist, "fashion_mnist": _read_fashion, "cifar10": _read_cifar, "svhn": _read_svhn}
+READERS = {
+    "mnist": _read_mnist,
+    "fashion_mnist": _read_fashion,
+    "cifar10": _read_cifar,
+    "svhn": _read_svhn,
+}
 
 
 # --------------------------------------------------------------------------- search and download
@@ -429,7 +477,9 @@ def keras_cache() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "datasets"
 
 
-def search_path(name: str, data_dir: str | os.PathLike | None = None) -> list[tuple[str, Path | None]]:
+def search_path(
+    name: str, data_dir: str | os.PathLike | None = None
+) -> list[tuple[str, Path | None]]:
     """The places ``load(name)`` searches, in order, as ``(description, path or None)``."""
     env = os.environ.get("KDLIB_DATA_DIR")
     places = [
@@ -453,11 +503,25 @@ def _find(name: str, data_dir) -> Dataset | None:
     return None
 
 
+def _check_reachable(url: str, timeout: float = 5.0) -> None:
+    """Raise OSError at once when ``url``'s host cannot be reached (offline), before Keras
+    announces a download that cannot happen."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        raise OSError(f"cannot reach {parts.hostname}: {e}") from e
+
+
 def _download(name: str) -> Dataset:
     """Fetch the official files into the Keras cache (checksums verified), then read them."""
     import keras
 
-    subdir = {"mnist": "datasets", "cifar10": "datasets"}.get(name, f"datasets/{SUBFOLDERS[name][0]}")
+    subdir = {"mnist": "datasets", "cifar10": "datasets"}.get(
+        name, f"datasets/{SUBFOLDERS[name][0]}"
+    )
+    _check_reachable(DOWNLOADS[name][0][0])
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(30)
     try:
@@ -523,10 +587,11 @@ def load(
         reason = f"not in {places}, and {'not downloadable here' if download else 'download=False'}"
         data = _load(standin, data_dir, download)
         banner = "=" * 78
+        wanted, used = PRETTY[name], PRETTY[standin]
         print(
-            f"{banner}\nSTAND-IN DATA: {name!r} is not available here ({reason}).\n"
-            f"Using the real {standin!r} dataset instead. Every number below is a "
-            f"{standin!r} number,\nnot a {name!r} number. With internet (or {name!r} in "
-            f"KDLIB_DATA_DIR) the same code runs on {name!r}.\n{banner}"
+            f"{banner}\nSTAND-IN DATA: {wanted} is not available here ({reason}).\n"
+            f"Using the real {used} dataset instead. Every number below is a {used} number,\n"
+            f"not a {wanted} number. With internet (or {wanted} in KDLIB_DATA_DIR) the same code "
+            f"runs on {wanted}.\n{banner}"
         )
         return Dataset(*data, name=standin, requested=name, source=data.source)

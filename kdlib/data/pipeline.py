@@ -88,9 +88,15 @@ class Batches(keras.utils.PyDataset):
         teacher_logits: cached logits, one row per image, in the same order as ``x``.
     """
 
-    def __init__(self, x, y, batch_size: int, *, shuffle: bool = False, seed: int = 0, teacher_logits=None):
+    def __init__(
+        self, x, y, batch_size: int, *, shuffle: bool = False, seed: int = 0, teacher_logits=None
+    ):
         super().__init__()
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or batch_size < 1
+        ):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.x, self._scale = _images(x)
         self.y = _labels(y, len(self.x))
@@ -126,4 +132,5 @@ class Batches(keras.utils.PyDataset):
     def __repr__(self) -> str:
         cached = ", cached teacher logits" if self.teacher_logits is not None else ""
         order = "shuffled" if self.shuffle else "in order"
-        return f"Batches({len(self.x):,} samples, {len(self)} batches of {self.batch_size}, {order}{cached})"
+        size = f"{len(self.x):,} samples, {len(self)} batches of {self.batch_size}"
+        return f"Batches({size}, {order}{cached})"

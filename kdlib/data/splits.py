@@ -84,6 +84,9 @@ def splits(dataset: Dataset, n_val: int, n_train: int | None = None, seed: int =
     if n_train is not None:
         left = len(train[1])
         if n_train != left:
-            what = f"n_train (only {left:,} of {dataset.name}'s {len(y):,} training images remain after n_val={n_val:,})"
+            what = (
+                f"n_train (only {left:,} of {dataset.name}'s {len(y):,} training images remain "
+                f"after n_val={n_val:,})"
+            )
             train = subset(*train, _count(n_train, what, 1, left), seed=seed)
     return Splits(train, val, test, dataset)

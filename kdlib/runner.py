@@ -16,10 +16,12 @@ Every run executes with ``KDLIB_PROFILE``, an absolute ``KDLIB_RESULTS_DIR`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from kdlib import profiles, results
@@ -37,27 +39,46 @@ def execute(
     notebook: Path, output: Path, *, profile: str, results_dir: Path, parameters: dict | None = None
 ) -> str | None:
     """Run one notebook with papermill into ``output``; return None on success or a description
-    of the error. The kernel inherits ``KDLIB_PROFILE``, ``KDLIB_RESULTS_DIR`` (absolute) and
-    ``KDLIB_PROGRESS`` from this process; ``parameters`` are injected as papermill's."""
+    of the error. The kernel runs with ``KDLIB_PROFILE=profile``, ``KDLIB_RESULTS_DIR`` (absolute)
+    and ``KDLIB_PROGRESS`` (``line`` unless set); this process's environment is left as it was.
+    ``parameters`` are injected as papermill's."""
     import papermill
 
     profiles.resolve(profile)
-    os.environ["KDLIB_PROFILE"] = profile
-    os.environ["KDLIB_RESULTS_DIR"] = str(Path(results_dir).absolute())
-    os.environ.setdefault("KDLIB_PROGRESS", "line")
+    kernel_env = {
+        "KDLIB_PROFILE": profile,
+        "KDLIB_RESULTS_DIR": str(Path(results_dir).absolute()),
+        "KDLIB_PROGRESS": os.environ.get("KDLIB_PROGRESS", "line"),
+    }
     output.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(output),
-            parameters=parameters or {},
-            cwd=str(notebook.parent),
-            progress_bar=True,
-            kernel_name="python3",
-        )
-    except papermill.PapermillExecutionError as e:
-        return f"cell {e.exec_count}: {e.ename}: {e.evalue}"
+    with _environment(kernel_env):  # the kernel inherits it; this process gets its own back
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=parameters or {},
+                cwd=str(notebook.parent),
+                progress_bar=True,
+                kernel_name="python3",
+            )
+        except papermill.PapermillExecutionError as e:
+            return f"cell {e.exec_count}: {e.ename}: {e.evalue}"
     return None
+
+
+@contextlib.contextmanager
+def _environment(values: dict) -> Iterator[None]:
+    """Set environment variables for the block, then restore them as they were."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _destination(nb: Path, profile: str, commit: bool, out: Path) -> Path:

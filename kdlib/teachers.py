@@ -44,7 +44,7 @@ def vgg(
         f"vgg_teacher_{dataset.name}",
         build,
         data.Batches(*sp.train, batch_size, shuffle=True, seed=seed),
-        data.Batches(*sp.val, 512),
+        data.Batches(*sp.val, 500),
         epochs=epochs,
         seed=seed,
         lr=lr,

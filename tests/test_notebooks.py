@@ -124,6 +124,7 @@ def _notebook(tmp_path, name, *sources) -> Path:
         "display_name": "Python 3",
         "language": "python",
     }
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / name
     nbformat.write(nb, path)
     return path
@@ -140,6 +141,7 @@ def test_a_failed_committed_run_leaves_the_notebook_untouched_and_keeps_the_fail
     failed = nbformat.read(tmp_path / "runs" / nb.name, as_version=4)
     assert any(o.get("output_type") == "error" for c in failed.cells for o in c.get("outputs", []))
     assert [p.name for p in (tmp_path / "nbs").iterdir()] == [nb.name]  # no temporary file left
+    assert os.environ["KDLIB_PROFILE"] == "smoke"  # the caller's environment is left alone
     ok = _notebook(tmp_path / "nbs2", "98_works.ipynb", "print('fine')")
     assert (
         runner.run_one(ok, "cpu", commit=True, out=tmp_path / "runs", records=tmp_path / "records")
@@ -168,6 +170,11 @@ def test_make_run_honours_the_profile_in_the_environment():
     assert "kdlib.runner --profile smoke" in out.stdout, out.stdout + out.stderr
     out = subprocess.run(["make", "-n", "notebooks"], cwd=ROOT, capture_output=True, text=True)
     assert "--commit" in out.stdout
+    out = subprocess.run(
+        ["make", "-n", "lab", "ARGS=--port=9999"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert "jupyter lab" in out.stdout and "--port=9999" in out.stdout
+    assert ("--allow-root" in out.stdout) == (os.getuid() == 0)
 
 
 def test_the_colab_install_cell_installs_the_pinned_release_from_a_clone(tmp_path):
@@ -191,13 +198,19 @@ def test_the_colab_install_cell_installs_the_pinned_release_from_a_clone(tmp_pat
         "PYTHONPATH": str(site),
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
     }
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    out = subprocess.run(  # in tmp_path: no kdlib of the working tree on sys.path
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"installed kdlib {kdlib.__version__} from git+file://" in out.stdout
     assert "restart" not in out.stdout  # TensorFlow was not touched
     assert (site / "kdlib" / "course.py").is_file()
+    assert (site / f"kdlib-{kdlib.__version__}.dist-info").is_dir()
 
 
 @pytest.mark.backend

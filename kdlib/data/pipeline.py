@@ -84,6 +84,9 @@ class Batches(keras.utils.PyDataset):
         y: integer class labels.
         batch_size: samples per batch; the last batch may be smaller.
         shuffle: a new seeded random order every epoch (images, labels and logits together).
+            Shuffled batches are for training: the last, partial batch is left out (other
+            samples each epoch), so every step has the same shape and JAX compiles the step
+            once. Unshuffled batches (evaluation, prediction) keep every sample.
         seed: the shuffling seed.
         teacher_logits: cached logits, one row per image, in the same order as ``x``.
     """
@@ -105,6 +108,8 @@ class Batches(keras.utils.PyDataset):
         self.restart()
 
     def __len__(self) -> int:
+        if self.shuffle and len(self.x) >= self.batch_size:
+            return len(self.x) // self.batch_size
         return math.ceil(len(self.x) / self.batch_size)
 
     def __getitem__(self, i: int):

@@ -433,3 +433,31 @@ def test_augmentation_with_an_online_teacher_shows_both_the_same_images():
     assert np.isfinite(
         d.fit(x, np.zeros(16, int), epochs=1, batch_size=8, verbose=0).history["loss"][0]
     )
+
+
+def test_progress_bar_counts_every_batch_and_line_mode_prints_one_line(monkeypatch, capsys):
+    x, y = _data(n=48)
+    batches = Batches(x, y, 8)
+    bars = []
+    import tqdm.auto
+
+    class Recorder(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    monkeypatch.setenv("KDLIB_PROGRESS", "bar")
+    train.fit(train.compile_classifier(_net("bar")), batches, batches, 3, name="bar")
+    assert (
+        len(bars) == 1 and bars[0].total == 3 * 6 and bars[0].n == 18
+    )  # every batch of every epoch
+    assert "val acc" in str(bars[0].postfix) and "epoch" in str(bars[0].postfix)
+    monkeypatch.setenv("KDLIB_PROGRESS", "line")
+    capsys.readouterr()
+    train.fit(train.compile_classifier(_net("line")), batches, batches, 2, name="line")
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "line: 2 epochs in" in out and "\r" not in out
+    monkeypatch.setenv("KDLIB_PROGRESS", "loud")
+    with pytest.raises(ValueError, match="KDLIB_PROGRESS must be one of"):
+        train.fit(train.compile_classifier(_net("x")), batches, batches, 1)

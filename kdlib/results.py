@@ -279,9 +279,8 @@ class Comparison:
     def verdict(self) -> str:
         if self.p is None:
             return "n/a (one run has no spread)"
-        return (
-            f"{'beyond' if self.beyond_noise else 'within'} noise (p = {self.p:.3f}, {self.test})"
-        )
+        p = "p < 0.001" if self.p < 0.001 else f"p = {self.p:.3f}"
+        return f"{'beyond' if self.beyond_noise else 'within'} noise ({p}, {self.test})"
 
     def row(self, digits: int = 4) -> dict[str, str]:
         """Table cells: difference, confidence interval, verdict."""

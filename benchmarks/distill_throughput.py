@@ -24,11 +24,13 @@ import argparse
 import functools
 import time
 
+# isort: off
+import kdlib  # first: it quiets TensorFlow's start-up log before Keras imports TensorFlow
 import keras
 import numpy as np
 
-import kdlib
 from kdlib import data, distill, models, train
+# isort: on
 
 PAIRS = {  # name: (input shape, teacher builder, student builder, what it is)
     "mlp": ((28, 28, 1), functools.partial(models.mlp, hidden=(1200, 1200), dropout=0.5),

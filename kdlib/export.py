@@ -16,13 +16,17 @@ them; this module is only the glue:
   :func:`latency_ms` measure it, and :func:`deploy_table` does all of it for the notebooks.
 
 Formats (:data:`FORMATS`): ``"keras"``, ``"saved_model"``, ``"litert"`` (float32),
-``"litert_int8"`` (post-training int8: weights and, where LiteRT has int8 kernels,
-activations; calibrated on a representative sample of training images; the input and the
-logits stay float32, so callers feed the same arrays) and ``"onnx"``. ``saved_model`` and
-both ``litert`` formats are converted by TensorFlow and need the TensorFlow backend; ``onnx``
-uses tf2onnx on TensorFlow (Keras would use jax2onnx on JAX, which the ``[deploy]`` extra does
-not install). The LiteRT files are limited to LiteRT's built-in operators (no "Flex" TensorFlow
-ops), so they run on the plain LiteRT runtime, on a phone as here.
+``"litert_int8"`` (post-training int8: weights and, where LiteRT has int8 kernels, activations;
+calibrated on a representative sample of training images; the input and the logits stay
+float32, so callers feed the same arrays), ``"litert_int16x8"`` (the same with int16
+activations: int8 weights, so nearly int8's size, keeping the accuracy int8 loses where one
+per-tensor activation scale serves channels of very different ranges, as after DenseNet's
+concatenations and its pre-activation BatchNorm, which no convolution can absorb) and
+``"onnx"``. ``saved_model`` and the ``litert`` formats are converted by TensorFlow and need the
+TensorFlow backend; ``onnx`` uses tf2onnx on TensorFlow (Keras would use jax2onnx on JAX, which
+the ``[deploy]`` extra does not install). The LiteRT files are limited to LiteRT's built-in
+operators (no "Flex" TensorFlow ops), so they run on the plain LiteRT runtime, on a phone as
+here.
 
 Quantization-aware students (``kdlib.quant`` layers, e.g. notebook 05's
 ``svhn_cnn(..., weight_bits=4, activation_bits=4)``): their fake quantization is ordinary
@@ -58,15 +62,17 @@ import numpy as np
 
 from kdlib import _quiet
 
-FORMATS = ("keras", "saved_model", "litert", "litert_int8", "onnx")
+FORMATS = ("keras", "saved_model", "litert", "litert_int8", "litert_int16x8", "onnx")
 SUFFIXES = {
     "keras": ".keras",
     "saved_model": "",
     "litert": ".tflite",
     "litert_int8": ".int8.tflite",
+    "litert_int16x8": ".int16x8.tflite",
     "onnx": ".onnx",
 }
-NEEDS_TENSORFLOW = ("saved_model", "litert", "litert_int8")
+NEEDS_TENSORFLOW = ("saved_model", "litert", "litert_int8", "litert_int16x8")
+CALIBRATED = ("litert_int8", "litert_int16x8")  # post-training quantization: needs calibration
 DEPLOY_EXTRA = 'pip install -e ".[deploy]"'
 BATCH = 1024  # runners feed at most this many images to their runtime at once
 
@@ -221,7 +227,8 @@ def quiet_native_logs(enabled: bool = True) -> Iterator[None]:
 
 def path_for(folder: str | os.PathLike, name: str, fmt: str) -> Path:
     """The conventional path of model ``name`` in format ``fmt`` inside ``folder``:
-    ``name.keras``, ``name_saved_model/``, ``name.tflite``, ``name.int8.tflite``, ``name.onnx``."""
+    ``name.keras``, ``name_saved_model/``, ``name.tflite``, ``name.int8.tflite``,
+    ``name.int16x8.tflite``, ``name.onnx``."""
     check_format(fmt)
     if fmt == "saved_model":
         return Path(folder) / f"{name}_saved_model"
@@ -261,7 +268,8 @@ def _calibration(representative: np.ndarray, max_samples: int) -> Callable[[], I
     images = np.asarray(representative, dtype="float32")
     if images.ndim < 2 or len(images) == 0:
         raise ValueError(
-            "litert_int8 needs a representative sample of training images, shape (N, H, W, C)"
+            "post-training quantization needs a representative sample of training images, "
+            "shape (N, H, W, C)"
         )
     images = images[:max_samples]
 
@@ -284,7 +292,8 @@ def export(
     """Export the student of ``model`` (:func:`student_of`) in format ``fmt`` to ``path``
     (a file; a folder for ``"saved_model"``, replaced if it exists) and return the path.
 
-    ``"litert_int8"`` needs ``representative``: training images (N, H, W, C), of which the
+    ``"litert_int8"`` and ``"litert_int16x8"`` need ``representative``: training images
+    (N, H, W, C), of which the
     first ``max_calibration`` calibrate the activation ranges. ``quiet`` holds back the
     converters' routine log lines (:func:`quiet_native_logs`); errors still show.
 
@@ -295,8 +304,8 @@ def export(
     student = student_of(model)
     path = Path(path)
     _check_suffix(path, fmt)
-    if fmt == "litert_int8" and representative is None:
-        raise ValueError("format 'litert_int8' needs representative=<a sample of training images>")
+    if fmt in CALIBRATED and representative is None:
+        raise ValueError(f"format {fmt!r} needs representative=<a sample of training images>")
     if fmt == "keras":
         return save_student(student, path)
     _check_exporter(fmt)
@@ -306,14 +315,18 @@ def export(
     kwargs: dict = {}
     if fmt.startswith("litert"):
         tf = _require_tensorflow(fmt)
-        kwargs["target_spec"] = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}
-        if fmt == "litert_int8":
+        ops = tf.lite.OpsSet.TFLITE_BUILTINS
+        if fmt == "litert_int16x8":
+            ops = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        kwargs["target_spec"] = {"supported_ops": [ops]}
+        if fmt in CALIBRATED:
             kwargs["optimizations"] = [tf.lite.Optimize.DEFAULT]
             kwargs["representative_dataset"] = _calibration(representative, max_calibration)
     keras_format = {
         "saved_model": "tf_saved_model",
         "litert": "litert",
         "litert_int8": "litert",
+        "litert_int16x8": "litert",
         "onnx": "onnx",
     }[fmt]
     with quiet_native_logs(quiet):
@@ -329,8 +342,9 @@ def _format_of(path: Path) -> str:
     if path.is_dir():
         return "saved_model"
     name = path.name
-    if name.endswith(".int8.tflite"):
-        return "litert_int8"
+    for fmt in CALIBRATED:
+        if name.endswith(SUFFIXES[fmt]):
+            return fmt
     for fmt in ("keras", "litert", "onnx"):
         if name.endswith(SUFFIXES[fmt]):
             return fmt
@@ -556,10 +570,13 @@ def deploy_table(
     with Keras) and one ``batch N ms`` cell per batch size, ``"median (min–max)"``
     milliseconds per call (ready for ``kdlib.results.Table(rows)``); and the same numbers as
     ``{name: {format: {...}}}`` for a JSON record. ``representative`` (training images) is
-    needed for ``"litert_int8"``."""
+    needed for ``"litert_int8"`` and ``"litert_int16x8"``."""
     formats = [check_format(f) for f in formats]
-    if "litert_int8" in formats and representative is None:
-        raise ValueError("format 'litert_int8' needs representative=<a sample of training images>")
+    calibrated = [f for f in formats if f in CALIBRATED]
+    if calibrated and representative is None:
+        raise ValueError(
+            f"format {calibrated[0]!r} needs representative=<a sample of training images>"
+        )
     for fmt in formats:  # fail before the first export, not half way through
         if fmt != "keras":
             _check_exporter(fmt)

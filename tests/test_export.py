@@ -181,6 +181,7 @@ def test_every_format_loads_in_its_own_runtime_and_agrees_with_keras(mlp_case):
         "saved_model": "_SavedModelRunner",
         "litert": "_LiteRTRunner",
         "litert_int8": "_LiteRTRunner",
+        "litert_int16x8": "_LiteRTRunner",
         "onnx": "_OnnxRunner",
     }
     keras_accuracy = record["keras"]["keras_accuracy"]
@@ -188,16 +189,39 @@ def test_every_format_loads_in_its_own_runtime_and_agrees_with_keras(mlp_case):
     for fmt in ex.FORMATS:
         runner = ex.load_runner(record[fmt]["path"])
         assert type(runner).__name__ == runtimes[fmt] and runner.format == fmt
-        if fmt != "litert_int8":
+        if fmt not in ex.CALIBRATED:
             assert record[fmt]["agreement"] >= 0.995, (fmt, record[fmt])
             assert record[fmt]["max_abs_diff"] < 1e-3, (fmt, record[fmt])
-    int8 = record["litert_int8"]
-    assert abs(int8["accuracy"] - keras_accuracy) <= 0.005, int8
-    assert int8["bytes"] <= 0.30 * record["litert"]["bytes"], (
-        int8["bytes"],
-        record["litert"]["bytes"],
-    )
+    for fmt in ex.CALIBRATED:  # int8 weights: a quarter of the float file, as accurate
+        quantized = record[fmt]
+        assert abs(quantized["accuracy"] - keras_accuracy) <= 0.005, (fmt, quantized)
+        assert quantized["bytes"] <= 0.30 * record["litert"]["bytes"], (fmt, quantized["bytes"])
+    assert record["litert_int16x8"]["agreement"] >= record["litert_int8"]["agreement"]
     assert record["litert"]["bytes"] < 1.05 * 4 * model.count_params()
+
+
+@needs_tf
+def test_int16_activations_keep_what_one_int8_scale_loses(tmp_path):
+    """Why ``litert_int16x8`` exists: a concatenation joining channels of very different ranges
+    (DenseNet's; here 1 against 100) shares one per-tensor int8 scale, which rounds the small
+    channels away before the pre-activation BatchNorm scales them back up; int16 activations
+    keep them."""
+    inputs = keras.Input((8,))
+    small = keras.layers.Dense(16)(inputs)
+    large = keras.layers.Rescaling(100.0)(keras.layers.Dense(16)(inputs))
+    norm = keras.layers.BatchNormalization()
+    hidden = keras.layers.ReLU()(norm(keras.layers.Concatenate()([small, large])))
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES)(hidden))
+    x = np.random.default_rng(4).normal(size=(500, 8)).astype("float32")
+    std = np.concatenate([np.ones(16), np.full(16, 100.0)]) * np.sqrt(8 / 3)  # glorot, unit x
+    norm.set_weights([np.ones(32), np.zeros(32), np.zeros(32), std**2])
+    reference = ex.keras_logits(model, x)
+    error = {}
+    for fmt in ex.CALIBRATED:
+        path = ex.export(model, ex.path_for(tmp_path, "m", fmt), fmt, representative=x[:200])
+        out = ex.load_runner(path)(x)
+        error[fmt] = np.abs(out - reference).mean() / np.abs(reference).mean()
+    assert error["litert_int16x8"] < 0.02 and error["litert_int8"] > 0.1, error
 
 
 @needs_tf
@@ -267,14 +291,15 @@ def test_a_bad_format_name_is_refused_up_front(tmp_path):
         ):
             call()
     assert not list(tmp_path.iterdir())  # nothing was written before the refusal
-    with pytest.raises(ValueError, match="representative"):
-        ex.export(model, tmp_path / "m.int8.tflite", "litert_int8")
+    for fmt in ex.CALIBRATED:
+        with pytest.raises(ValueError, match=f"format '{fmt}' needs representative"):
+            ex.export(model, ex.path_for(tmp_path, "m", fmt), fmt)
     with pytest.raises(ValueError, match="must end with '.tflite'"):
         ex.export(model, tmp_path / "m.lite", "litert")
 
 
 @pytest.mark.backend
-@pytest.mark.parametrize("fmt", ["saved_model", "litert", "litert_int8"])
+@pytest.mark.parametrize("fmt", ["saved_model", "litert", "litert_int8", "litert_int16x8"])
 def test_tensorflow_formats_say_they_need_the_tensorflow_backend(tmp_path, monkeypatch, fmt):
     if TF:  # pretend; under KERAS_BACKEND=jax (make test's second pass) this is the real thing
         monkeypatch.setattr(keras.backend, "backend", lambda: "jax")

@@ -270,7 +270,7 @@ NOTEBOOKS: dict[str, dict] = {
     },
     "03_fitnet_hints_cifar10": {
         "seed": 0,
-        "seeds": P(1, 3, 3),
+        "seeds": P(1, 5, 3),  # cpu: 3 cannot call a half-point gain (see the notebook)
         "dataset": "cifar10",
         "kd_temperature": None,
         "kd_alpha": None,

@@ -34,18 +34,21 @@ $(VENV)/.installed-$(BACKEND): pyproject.toml
 
 install: $(VENV)/.installed-$(BACKEND)
 
-# The notebooks' JAX pass runs beside the others (its time is mostly XLA compiling, one core),
-# at XLA's lowest CPU optimisation level: smoke numbers mean nothing, compile time is what costs.
+# The notebooks' JAX pass runs with TensorFlow unimportable (tests/no_tensorflow.py, a JAX-only
+# install), beside the others (its time is mostly XLA compiling, one core), at XLA's lowest CPU
+# optimisation level: smoke numbers mean nothing, compile time is what costs.
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	@log=$$(mktemp); \
-	XLA_FLAGS=--xla_backend_optimization_level=0 KERAS_BACKEND=jax $(PY) -m pytest -q notebooks > $$log 2>&1 & jax=$$!; \
+	@log=$$(mktemp); ipy=$$(mktemp -d); mkdir -p $$ipy/profile_default/startup; \
+	cp tests/no_tensorflow.py $$ipy/profile_default/startup/00-no-tensorflow.py; \
+	IPYTHONDIR=$$ipy XLA_FLAGS=--xla_backend_optimization_level=0 KERAS_BACKEND=jax \
+		$(PY) -m pytest -q notebooks > $$log 2>&1 & jax=$$!; \
 	$(PY) -m pytest; tf=$$?; \
 	KERAS_BACKEND=jax $(PY) -m pytest -m backend tests; units=$$?; \
 	wait $$jax; notebooks=$$?; \
-	echo "== every notebook at smoke under KERAS_BACKEND=jax (ran beside the passes above):"; \
-	cat $$log; rm -f $$log; \
+	echo "== every notebook at smoke under KERAS_BACKEND=jax, TensorFlow unimportable (ran beside the passes above):"; \
+	cat $$log; rm -rf $$log $$ipy; \
 	test $$tf -eq 0 && test $$units -eq 0 && test $$notebooks -eq 0
 
 run: install

@@ -7,7 +7,8 @@ Notebooks import these; they never copy code between each other.
 
 Importing kdlib quiets TensorFlow's start-up log lines (``TF_CPP_MIN_LOG_LEVEL=2``, and the
 lines TensorFlow writes before that setting applies; see ``kdlib._quiet``) so notebook outputs
-show results, not noise. Under ``KERAS_BACKEND=jax`` nothing here imports TensorFlow.
+show results, not noise. Under ``KERAS_BACKEND=jax`` nothing here needs TensorFlow (``make test``
+runs every notebook on JAX with it unimportable).
 """
 
 import os

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keras
 import nbformat
 import pytest
 
@@ -213,15 +212,21 @@ def test_the_colab_install_cell_installs_the_pinned_release_from_a_clone(tmp_pat
     assert (site / f"kdlib-{kdlib.__version__}.dist-info").is_dir()
 
 
-@pytest.mark.backend
-def test_a_notebook_kernel_on_jax_never_imports_tensorflow(tmp_path):
-    if keras.backend.backend() != "jax":
-        pytest.skip("runs in the JAX pass of make test")
+def test_a_notebook_runs_on_jax_without_tensorflow(tmp_path, monkeypatch):
+    """What `pip install -e ".[jax]"` gives: the kernel runs on JAX with TensorFlow made
+    unimportable (`tests/no_tensorflow.py` as an IPython start-up file), so nothing the notebook
+    does may need it, and its record must not name TensorFlow."""
+    startup = tmp_path / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-no-tensorflow.py").write_text((ROOT / "tests" / "no_tensorflow.py").read_text())
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
     nb = ROOT / "notebooks" / "00_soft_targets_temperature.ipynb"
     error = runner.execute(nb, tmp_path / nb.name, profile="smoke", results_dir=tmp_path)
     assert error is None, error
     record = json.loads((tmp_path / f"{nb.stem}.json").read_text())
     assert record["machine"]["backend"] == "jax" and "tensorflow" not in record["versions"]
+    assert "jax" in record["versions"]
 
 
 def test_tests_never_write_into_the_committed_results():

@@ -16,13 +16,12 @@ Every run executes with ``KDLIB_PROFILE``, an absolute ``KDLIB_RESULTS_DIR`` and
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 from kdlib import profiles, results
 
@@ -51,7 +50,7 @@ def execute(
         "KDLIB_PROGRESS": os.environ.get("KDLIB_PROGRESS", "line"),
     }
     output.parent.mkdir(parents=True, exist_ok=True)
-    with _environment(kernel_env):  # the kernel inherits it; this process gets its own back
+    with mock.patch.dict(os.environ, kernel_env):  # the kernel inherits it; ours comes back
         try:
             papermill.execute_notebook(
                 str(notebook),
@@ -64,21 +63,6 @@ def execute(
         except papermill.PapermillExecutionError as e:
             return f"cell {e.exec_count}: {e.ename}: {e.evalue}"
     return None
-
-
-@contextlib.contextmanager
-def _environment(values: dict) -> Iterator[None]:
-    """Set environment variables for the block, then restore them as they were."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _destination(nb: Path, profile: str, commit: bool, out: Path) -> Path:

@@ -8,7 +8,8 @@
 #   make slides               build the lecture deck into slides/build/index.html
 #   make bench                print the benchmark figures
 #   make install [BACKEND=jax] only the set-up: BACKEND=jax installs JAX and no TensorFlow
-# ONLY=02 restricts run/notebooks to the notebooks whose name contains 02.
+# ONLY=02 restricts run/notebooks to the notebooks whose name contains 02. RESUME=1 caches every
+# trained student, so a run that stopped goes on where it stopped (long full runs, GPU calls).
 
 PYTHON ?= python3
 VENV := .venv
@@ -16,6 +17,7 @@ PY := $(CURDIR)/$(VENV)/bin/python
 BACKEND ?= tensorflow
 PROFILE ?= $(or $(KDLIB_PROFILE),cpu)
 ONLY ?=
+RESUME ?=
 ARGS ?=
 comma := ,
 EXTRAS := $(BACKEND),lab,test$(if $(filter tensorflow,$(BACKEND)),$(comma)deploy)
@@ -52,10 +54,10 @@ test: install
 	test $$tf -eq 0 && test $$units -eq 0 && test $$notebooks -eq 0
 
 run: install
-	$(PY) -m kdlib.runner --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
+	$(PY) -m kdlib.runner --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) $(if $(filter 1,$(RESUME)),--resume)
 
 notebooks: install
-	$(PY) -m kdlib.runner --profile $(PROFILE) --commit $(if $(ONLY),--only $(ONLY))
+	$(PY) -m kdlib.runner --profile $(PROFILE) --commit $(if $(ONLY),--only $(ONLY)) $(if $(filter 1,$(RESUME)),--resume)
 
 lab: install
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS) notebooks

@@ -14,3 +14,4 @@ def pytest_configure(config):
     os.environ.setdefault("KDLIB_PROFILE", "smoke")
     os.environ["KDLIB_RESULTS_DIR"] = os.path.join(scratch, "results")
     os.environ["KDLIB_CACHE_DIR"] = os.path.join(scratch, "cache")
+    os.environ.pop("KDLIB_RESUME", None)  # a developer's resumed run does not reach the tests

@@ -8,6 +8,8 @@ a model), loaded with Keras's safe mode (no arbitrary code), and a file that can
 model or metadata, is reported and retrained, never fatal. The folder is checked for writing
 before any training, so a trained model is never lost to a folder it cannot be saved in.
 Beside each model, ``<name>-<key>.json`` keeps what its training returned (history, metrics).
+With ``$KDLIB_RESUME=1`` (:func:`resuming`) the students of ``kdlib.train.distil`` are cached
+as well, so a long run can stop and resume.
 """
 
 from __future__ import annotations
@@ -36,6 +38,19 @@ def cache_dir() -> Path:
         .expanduser()
         .absolute()
     )
+
+
+def resuming() -> bool:
+    """``$KDLIB_RESUME=1``: ``kdlib.train.distil`` caches each trained student too, with what
+    its training measured, so a long run that stopped (a crash, a 10-minute call on a lent GPU,
+    the end of a session) resumes where it stopped: runs already done are loaded and say so
+    ("loaded from the kdlib cache"), and the run's record says ``"resumed": true``. Off by
+    default (``0``): a course run trains its students, and a changed notebook never meets an
+    old result."""
+    value = os.environ.get("KDLIB_RESUME", "0")
+    if value not in ("0", "1"):
+        raise ValueError(f"KDLIB_RESUME must be 0 or 1, got {value!r}")
+    return value == "1"
 
 
 def safe_name(name: str) -> str:

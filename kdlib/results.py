@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from kdlib import _io
+from kdlib import _io, cache
 from kdlib.cache import safe_name
 
 REPO = Path(__file__).resolve().parent.parent
@@ -176,6 +176,7 @@ class Run:
             "git_dirty": commit["dirty"],
             "started": self.started.isoformat(timespec="seconds"),
             "wall_time_s": round(time.perf_counter() - self._t0, 1),
+            "resumed": cache.resuming(),  # students loaded from an earlier, stopped run
         }
 
     def save(self, directory: str | os.PathLike | None = None) -> Path:

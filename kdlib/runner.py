@@ -11,6 +11,9 @@ still run, and the exit status is non-zero.
 
 Every run executes with ``KDLIB_PROFILE``, an absolute ``KDLIB_RESULTS_DIR`` and
 ``KDLIB_PROGRESS=line`` (one line per training run in the outputs, not a live bar).
+``--resume`` sets ``KDLIB_RESUME=1`` (``kdlib.cache.resuming``): every trained student is
+cached, so a run that stopped (a 10-minute call on a lent GPU, a crash) goes on where it stopped
+when the same command runs again with the same cache.
 """
 
 from __future__ import annotations
@@ -35,12 +38,18 @@ def notebooks(only: str | None = None) -> list[Path]:
 
 
 def execute(
-    notebook: Path, output: Path, *, profile: str, results_dir: Path, parameters: dict | None = None
+    notebook: Path,
+    output: Path,
+    *,
+    profile: str,
+    results_dir: Path,
+    parameters: dict | None = None,
+    resume: bool = False,
 ) -> str | None:
     """Run one notebook with papermill into ``output``; return None on success or a description
     of the error. The kernel runs with ``KDLIB_PROFILE=profile``, ``KDLIB_RESULTS_DIR`` (absolute)
     and ``KDLIB_PROGRESS`` (``line`` unless set); this process's environment is left as it was.
-    ``parameters`` are injected as papermill's."""
+    ``parameters`` are injected as papermill's; ``resume`` sets ``KDLIB_RESUME=1``."""
     import papermill
 
     profiles.resolve(profile)
@@ -48,6 +57,7 @@ def execute(
         "KDLIB_PROFILE": profile,
         "KDLIB_RESULTS_DIR": str(Path(results_dir).absolute()),
         "KDLIB_PROGRESS": os.environ.get("KDLIB_PROGRESS", "line"),
+        **({"KDLIB_RESUME": "1"} if resume else {}),
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     with mock.patch.dict(os.environ, kernel_env):  # the kernel inherits it; ours comes back
@@ -71,7 +81,9 @@ def _destination(nb: Path, profile: str, commit: bool, out: Path) -> Path:
     return nb if profile == "cpu" else NOTEBOOKS / profile / nb.name
 
 
-def run_one(nb: Path, profile: str, *, commit: bool, out: Path, records: Path) -> str | None:
+def run_one(
+    nb: Path, profile: str, *, commit: bool, out: Path, records: Path, resume: bool = False
+) -> str | None:
     """Execute ``nb``; write it to its destination only if the run succeeds."""
     final = _destination(nb, profile, commit, out)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +91,7 @@ def run_one(nb: Path, profile: str, *, commit: bool, out: Path, records: Path) -
     os.close(fd)
     tmp = Path(tmp)
     try:
-        error = execute(nb, tmp, profile=profile, results_dir=records)
+        error = execute(nb, tmp, profile=profile, results_dir=records, resume=resume)
         if error is None:
             os.replace(tmp, final)
         else:
@@ -106,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         help="make the committed runs (cpu: in place; full: notebooks/full/)",
     )
     parser.add_argument("--only", help="run only notebooks whose file name contains this")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="cache every trained student, so a stopped run goes on where it stopped",
+    )
     args = parser.parse_args(argv)
     if args.commit and args.profile not in results.PROFILE_FOLDERS:
         parser.error(
@@ -122,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         where = _destination(nb, args.profile, args.commit, out)
         print(f"[{i}/{len(todo)}] {nb.name} at profile {args.profile} -> {where}", flush=True)
         start = time.perf_counter()
-        error = run_one(nb, args.profile, commit=args.commit, out=out, records=records)
+        error = run_one(
+            nb, args.profile, commit=args.commit, out=out, records=records, resume=args.resume
+        )
         minutes = (time.perf_counter() - start) / 60
         if error:
             failures[nb.name] = error

@@ -268,11 +268,30 @@ def distil(
     """
     keras.utils.set_random_seed(int(seed))
     student = build()
-    distiller = distill.Distiller(student, teacher, alpha=alpha, **distiller_kwargs)
-    distiller.compile(make_optimizer(optimizer, lr, decay_steps(schedule, data, epochs)))
-    fitted = fit(
-        distiller, data, val, epochs, name=name, callbacks=callbacks, checkpoint=checkpoint
-    )
+
+    def train_student(student):
+        distiller = distill.Distiller(student, teacher, alpha=alpha, **distiller_kwargs)
+        distiller.compile(make_optimizer(optimizer, lr, decay_steps(schedule, data, epochs)))
+        return fit(
+            distiller, data, val, epochs, name=name, callbacks=callbacks, checkpoint=checkpoint
+        )
+
+    if cache.resuming():
+        settings = dict(
+            distiller_kwargs,
+            epochs=epochs,
+            seed=seed,
+            alpha=alpha,
+            lr=lr,
+            optimizer=optimizer,
+            schedule=schedule,
+        )
+        config, fingerprint = _run_key(student, teacher, data, val, settings)
+        student, fitted = cache.train_or_load(
+            name, lambda: student, train_student, config=config, data=fingerprint
+        )
+    else:
+        fitted = train_student(student)
     scored = evaluate(student, test)
     return Trained(
         student,
@@ -283,6 +302,38 @@ def distil(
         fitted["seconds"],
         fitted["history"],
     )
+
+
+def _architecture(model: keras.Model) -> list:
+    """Each layer's class and configuration, without the names Keras numbers per session
+    (``dense_3``), so the same builder gives the same description in any kernel."""
+
+    def unnamed(value):
+        if isinstance(value, dict):
+            return {k: unnamed(v) for k, v in value.items() if k != "name"}
+        if isinstance(value, (list, tuple)):
+            return [unnamed(v) for v in value]
+        return value
+
+    return [[type(layer).__name__, unnamed(layer.get_config())] for layer in model.layers]
+
+
+def _run_key(student, teacher, data: Batches, val: Batches, settings: dict) -> tuple[dict, str]:
+    """What a resumed :func:`distil` run is keyed on: the student's architecture and initial
+    weights (whatever built it), the teachers' weights, every training setting, and the
+    training and validation data (with cached logits)."""
+    teachers = distill._as_teachers(teacher)
+    config = {
+        "student": _architecture(student),
+        "teachers": [cache.fingerprint(*t.get_weights()) for t in teachers],
+        "settings": settings,
+        "batch_size": data.batch_size,
+        "shuffle": [data.shuffle, data.seed],
+    }
+    arrays = [data.x, data.y, val.x, val.y, *student.get_weights()]
+    if data.teacher_logits is not None:
+        arrays.append(data.teacher_logits)
+    return config, cache.fingerprint(*arrays)
 
 
 # --------------------------------------------------------------------------- cached classifiers

@@ -461,3 +461,67 @@ def test_progress_bar_counts_every_batch_and_line_mode_prints_one_line(monkeypat
     monkeypatch.setenv("KDLIB_PROGRESS", "loud")
     with pytest.raises(ValueError, match="KDLIB_PROGRESS must be one of"):
         train.fit(train.compile_classifier(_net("x")), batches, batches, 1)
+
+
+@pytest.mark.backend
+def test_a_resumed_run_loads_each_finished_student_and_retrains_only_what_changed(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path))
+    x, y = _data(n=48)
+    logits = rng.normal(size=(48, 4)).astype(np.float32)
+    plain = Batches(x, y, 8, shuffle=True, seed=0)
+    soft = Batches(x, y, 8, shuffle=True, seed=0, teacher_logits=logits)
+    val = test = Batches(x, y, 16)
+    fits = []
+    real_fit = train.fit
+    monkeypatch.setattr(train, "fit", lambda *a, **k: fits.append(k["name"]) or real_fit(*a, **k))
+
+    def run(data=soft, alpha=0.5, seed=0, name="s"):
+        build = functools.partial(_net, "student")
+        return train.distil(build, data, val, test, epochs=2, seed=seed, alpha=alpha, name=name)
+
+    monkeypatch.setenv("KDLIB_RESUME", "0")  # the default: nothing cached
+    off = run()
+    assert fits == ["s"] and list(tmp_path.iterdir()) == []
+
+    monkeypatch.setenv("KDLIB_RESUME", "1")
+    first = run()
+    assert first.test_errors == off.test_errors  # resuming changes nothing about a run
+    assert first.history == off.history
+    again = run()  # a new kernel would build the layers under other automatic names
+    assert fits == ["s", "s"]  # loaded, not trained
+    assert (again.test_errors, again.best_epoch, again.history) == (
+        first.test_errors,
+        first.best_epoch,
+        first.history,
+    )
+    np.testing.assert_allclose(_np(again.model(x)), _np(first.model(x)), rtol=1e-6)
+
+    run(alpha=0.7)
+    run(seed=1)
+    run(data=Batches(x, y, 8, shuffle=True, seed=0, teacher_logits=logits + 1))
+    run(data=plain, alpha=0.0)
+    assert fits == ["s"] * 6  # another alpha, seed, teacher or data: trained anew
+
+    monkeypatch.setenv("KDLIB_RESUME", "yes")
+    with pytest.raises(ValueError, match="KDLIB_RESUME must be 0 or 1"):
+        run()
+
+
+def test_resume_keys_are_the_same_in_every_kernel_for_every_course_model():
+    from kdlib import models
+
+    builders = [
+        functools.partial(models.mlp, hidden=(8,)),
+        functools.partial(models.mnist_cnn, width=0.25),
+        functools.partial(models.densenet, 2, (1, 1), input_shape=(28, 28, 1), stem="small"),
+        functools.partial(models.svhn_cnn, weight_bits=4, activation_bits=4),
+        functools.partial(models.fitnet_student),
+    ]
+    for build in builders:
+        keys = []
+        for _ in range(2):  # the second build numbers its layers on from the first
+            keras.utils.set_random_seed(3)
+            keys.append(train._architecture(build()))
+        assert keys[0] == keys[1], build

@@ -231,3 +231,20 @@ def test_a_notebook_runs_on_jax_without_tensorflow(tmp_path, monkeypatch):
 
 def test_tests_never_write_into_the_committed_results():
     assert Path(os.environ["KDLIB_RESULTS_DIR"]).resolve() != results.committed_dir("cpu").resolve()
+
+
+def test_a_resumed_run_loads_its_students_and_its_record_says_so(tmp_path, monkeypatch):
+    nb = ROOT / "notebooks" / "00_soft_targets_temperature.ipynb"
+    monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path / "cache"))
+    records = []
+    for i in range(2):
+        out = tmp_path / str(i)
+        error = runner.execute(nb, out / nb.name, profile="smoke", results_dir=out, resume=True)
+        assert error is None, error
+        records.append(json.loads((out / f"{nb.stem}.json").read_text()))
+    assert os.environ.get("KDLIB_RESUME") is None  # the caller's environment is left alone
+    assert records[0]["resumed"] is records[1]["resumed"] is True
+    assert records[0]["metrics"] == records[1]["metrics"]
+    outputs = "".join(_outputs(c) for c in _code(nbformat.read(tmp_path / "1" / nb.name, 4)))
+    for run in ("teacher", "student alone, seed 0", "student distilled, seed 0"):
+        assert f"{run}: loaded from the kdlib cache" in outputs

@@ -38,3 +38,18 @@ def test_requires_python_matches_the_conda_python():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert f"python{project['requires-python']}" in env["dependencies"]
+
+
+def _markdown_files():
+    return [ROOT / "README.md", ROOT / "DESIGN.md"]
+
+
+def test_readme_and_design_cite_only_files_in_the_repository_and_each_section_once():
+    for doc in _markdown_files():
+        text = doc.read_text()
+        headings = re.findall(r"^#{1,3} .+$", text, re.M)
+        assert len(headings) == len(set(headings)), f"{doc.name}: a section appears twice"
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if re.match(r"[a-z]+:", target):  # a web address
+                continue
+            assert (doc.parent / target).exists(), f"{doc.name} cites {target}, not in the repo"

@@ -8,6 +8,11 @@
 #   make slides               build the lecture deck into slides/build/index.html
 #   make bench                print the benchmark figures
 #   make install [BACKEND=jax] only the set-up: BACKEND=jax installs JAX and no TensorFlow
+#   make device-kit           for a lent GPU machine (Python 3.12, JAX, NumPy, SciPy, Matplotlib,
+#                             h5py, no internet): the other wheels in .whl/, the datasets in .data/
+#   make device-full ONLY=01  on that machine: install from .whl/, run the full profile under JAX
+#                             with RESUME=1 for DEVICE_STEP seconds, copy the runs, records and
+#                             cache to $$OUT (carry .whl, .data and .kdcache into the next call)
 # ONLY=02 restricts run/notebooks to the notebooks whose name contains 02. RESUME=1 caches every
 # trained student, so a run that stopped goes on where it stopped (long full runs, GPU calls).
 
@@ -19,11 +24,16 @@ PROFILE ?= $(or $(KDLIB_PROFILE),cpu)
 ONLY ?=
 RESUME ?=
 ARGS ?=
+WHEEL_PYTHON ?= 3.12
+DEVICE_PYTHON ?= python3
+DEVICE_PROFILE ?= full
+DEVICE_STEP ?= 540
+DATASETS ?= $(or $(KDLIB_DATA_DIR),../shared/datasets)
 comma := ,
 EXTRAS := $(BACKEND),lab,test$(if $(filter tensorflow,$(BACKEND)),$(comma)deploy)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install test run notebooks lab slides bench clean
+.PHONY: install test run notebooks lab slides bench clean device-kit device-full
 
 $(VENV)/.installed-$(BACKEND): pyproject.toml
 	@echo "== creating $(VENV) and installing kdlib[$(EXTRAS)] (a few minutes the first time)"
@@ -68,6 +78,28 @@ slides: install
 bench: install
 	$(PY) benchmarks/distill_throughput.py
 	$(PY) benchmarks/data_load.py
+
+# What the device already has is left out of .whl/ (it has no internet: pip installs offline).
+DEVICE_HAS := numpy scipy matplotlib pillow fonttools kiwisolver contourpy cycler pyparsing h5py
+device-kit:
+	rm -rf .whl .data && mkdir -p .whl .data
+	$(PYTHON) -m pip download -q --python-version $(WHEEL_PYTHON) --only-binary=:all: -d .whl \
+		--platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform any \
+		"keras>=3.15" "tqdm>=4.66" "papermill>=2.6" "ipykernel>=6.29" "pyyaml>=6.0"
+	cd .whl && rm -f $(foreach p,$(DEVICE_HAS),$(p)-*.whl)
+	$(PYTHON) -m pip wheel -q --no-deps -w .whl .
+	cp -r $(DATASETS)/mnist $(DATASETS)/fashion-mnist .data/
+	@du -sh .whl .data
+
+device-full:
+	$(DEVICE_PYTHON) -m pip install -q --no-index --find-links .whl kdlib papermill ipykernel pyyaml
+	@mkdir -p "$$OUT"; \
+	KERAS_BACKEND=jax KDLIB_DATA_DIR=$(CURDIR)/.data KDLIB_CACHE_DIR=$(CURDIR)/.kdcache \
+		timeout $(DEVICE_STEP) $(DEVICE_PYTHON) -m kdlib.runner --profile $(DEVICE_PROFILE) --resume \
+		$(if $(filter full,$(DEVICE_PROFILE)),--commit) $(if $(ONLY),--only $(ONLY)); status=$$?; \
+	for d in notebooks/full results/full runs .kdcache; do test -d $$d && cp -r --parents $$d "$$OUT/"; done; \
+	echo "== runner exit status $$status (124: stopped after DEVICE_STEP=$(DEVICE_STEP) s; run it again with .kdcache carried)"; \
+	exit $$status
 
 clean:
 	rm -rf runs slides/build

@@ -216,6 +216,34 @@ def test_cache_trains_once_then_loads(tmp_path, monkeypatch):
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json"] * 3 + [".keras"] * 3
 
 
+def test_the_cache_keeps_a_trained_model_without_its_optimizer_state(tmp_path, monkeypatch):
+    import zipfile
+
+    import h5py
+
+    monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path))
+    x = np.random.default_rng(0).normal(size=(32, 3)).astype("float32")
+    y = np.arange(32) % 2
+
+    def build():
+        i = keras.Input((3,))
+        h = keras.layers.BatchNormalization()(keras.layers.Dense(4, name="hidden")(i))
+        model = keras.Model(i, keras.layers.Dense(2, name="out")(h))
+        model.compile("adam", "sparse_categorical_crossentropy")
+        return model
+
+    def train(model):
+        model.fit(x, y, epochs=2, verbose=0)
+        return {}
+
+    trained, info = cache.train_or_load("fit", build, train, config={}, data="d")
+    loaded, _ = cache.train_or_load("fit", build, train, config={}, data="d")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), trained.predict(x, verbose=0))
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in trained.layers]
+    with zipfile.ZipFile(info["path"]) as z, z.open("model.weights.h5") as f:
+        assert "optimizer" not in h5py.File(f)
+
+
 @pytest.mark.parametrize("meta", ["", '{"best', "[1, 2]"])
 def test_an_empty_or_truncated_cache_record_is_retrained_not_fatal(tmp_path, monkeypatch, meta):
     monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path))

@@ -13,7 +13,8 @@ them; this module is only the glue:
 * :func:`export` writes one format per call, :func:`load_runner` loads the file back in its
   own runtime as a callable ``float32 (N, H, W, C) -> logits (N, classes)``;
 * :func:`compare` (agreement and accuracy against Keras), :func:`size_bytes` and
-  :func:`latency_ms` measure it, and :func:`deploy_table` does all of it for the notebooks.
+  :func:`latency_ms` measure it, :func:`deploy_table` does all of it, and :func:`ship` does
+  it for a notebook's splits.
 
 Formats (:data:`FORMATS`): ``"keras"``, ``"saved_model"``, ``"litert"`` (float32),
 ``"litert_int8"`` (post-training int8: weights and, where LiteRT has int8 kernels, activations;
@@ -52,6 +53,7 @@ import importlib
 import logging
 import os
 import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -606,3 +608,40 @@ def deploy_table(
             row.update({f"batch {b} ms": _ms(latency[f"batch_{b}"]) for b in batch_sizes})
             rows.append(row)
     return rows, record
+
+
+def ship(
+    models: Mapping[str, keras.Model],
+    splits,
+    *,
+    formats: Sequence[str],
+    repeats: int = 20,
+    calibration_images: int = 200,
+    folder: str | os.PathLike | None = None,
+) -> tuple[list[dict], dict]:
+    """:func:`deploy_table` for a notebook: the models of ``{"name": model}`` shipped in every
+    format of ``formats`` this set-up can write (the others are named in one printed line, not
+    silently dropped), measured on the whole test split of ``splits`` (a
+    ``kdlib.data.Splits``), scaled as in training, and calibrated on its first
+    ``calibration_images`` training images. Files go to ``folder``, by default a new temporary
+    folder. Returns ``(rows, record)`` as :func:`deploy_table`; both empty when no format can
+    be written here."""
+    from kdlib import data
+
+    formats = [check_format(f) for f in formats]
+    available = available_formats()
+    missing = [f for f in formats if f not in available]
+    if missing:
+        print(
+            f"not exported on this set-up ({keras.backend.backend()} backend): {', '.join(missing)}"
+        )
+    formats = [f for f in formats if f in available]
+    if not formats:
+        return [], {}
+    (train_x, train_y), (test_x, test_y) = splits.train, splits.test
+    images, labels = data.Batches(test_x, test_y, len(test_y))[0]
+    calibration = data.Batches(train_x, train_y, calibration_images)[0][0]
+    folder = Path(tempfile.mkdtemp(prefix="kdlib-ship-") if folder is None else folder)
+    return deploy_table(
+        models, folder, images, labels, calibration, formats=formats, repeats=repeats
+    )

@@ -378,3 +378,32 @@ def test_a_missing_package_is_named_with_the_deploy_extra(
         (tmp_path / name).write_bytes(b"")
     with pytest.raises(ImportError, match=rf"needs the package '{package}'.*{hint}"):
         call(models.mlp((4, 4, 1), CLASSES, hidden=(8,)), tmp_path)
+
+
+@pytest.mark.backend
+def test_ship_measures_the_scaled_test_split_and_names_what_it_cannot_write(
+    tmp_path, monkeypatch, capsys
+):
+    from kdlib.data import Splits
+
+    shape = (8, 8, 1)
+    x, y = _data(shape, 400, seed=4, noise=2.0)
+    images = np.clip(x * 40 + 128, 0, 255).astype(np.uint8)  # stored as the datasets are
+    sp = Splits((images[:300], y[:300]), (images[:10], y[:10]), (images[300:], y[300:]), None)
+    keras.utils.set_random_seed(2)
+    model = _fit(models.mlp(shape, CLASSES, hidden=(16,)), images[:300] / 255.0, y[:300], 2)
+    wanted = ("keras", "litert_int8")
+    rows, record = ex.ship({"m": model}, sp, formats=wanted, repeats=2, folder=tmp_path)
+    printed = capsys.readouterr().out
+    written = [f for f in wanted if f in ex.available_formats()]
+    assert [r["format"] for r in rows] == written and list(record["m"]) == written
+    assert ("litert_int8" in printed) == ("litert_int8" not in written)
+    expected = float(
+        np.mean(np.argmax(model.predict(sp.test[0] / 255.0, verbose=0), -1) == sp.test[1])
+    )
+    assert record["m"]["keras"]["accuracy"] == pytest.approx(expected)  # on [0, 1] images
+    assert record["m"]["keras"]["n"] == len(sp.test[1])
+    monkeypatch.setattr(ex, "available_formats", lambda: ())
+    assert ex.ship({"m": model}, sp, formats=wanted) == ([], {})
+    with pytest.raises(ValueError, match="unknown export format"):
+        ex.ship({"m": model}, sp, formats=["coreml"])

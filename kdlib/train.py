@@ -264,7 +264,9 @@ def distil(
     (default) keeps the learning rate at ``lr``, ``"cosine"`` decays it to 0 over the run.
     (The course's students train at a constant rate: with a cosine decay, notebook 03's KD
     student lost its edge over the student alone at ``cpu``, 86.0 % against 86.1 %, where at
-    a constant rate it had gained 0.7 points.)
+    a constant rate it had gained 0.7 points.) With ``$KDLIB_RESUME=1``
+    (``kdlib.cache.resuming``) a run done before is loaded from the cache instead of trained;
+    its ``callbacks`` then do not run, and it is measured on ``test`` again.
     """
     keras.utils.set_random_seed(int(seed))
     student = build()

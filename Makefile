@@ -28,7 +28,7 @@ WHEEL_PYTHON ?= 3.12
 DEVICE_PYTHON ?= python3
 DEVICE_PROFILE ?= full
 DEVICE_STEP ?= 540
-DATASETS ?= $(or $(KDLIB_DATA_DIR),../shared/datasets)
+DATASETS ?= $(KDLIB_DATA_DIR)
 comma := ,
 EXTRAS := $(BACKEND),lab,test$(if $(filter tensorflow,$(BACKEND)),$(comma)deploy)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -82,6 +82,7 @@ bench: install
 # What the device already has is left out of .whl/ (it has no internet: pip installs offline).
 DEVICE_HAS := numpy scipy matplotlib pillow fonttools kiwisolver contourpy cycler pyparsing h5py
 device-kit:
+	@test -d "$(DATASETS)/mnist" || { echo "make device-kit: no mnist/ in DATASETS='$(DATASETS)'; set KDLIB_DATA_DIR or DATASETS to the folder holding mnist/ and fashion-mnist/ (see README, Data)"; exit 2; }
 	rm -rf .whl .data && mkdir -p .whl .data
 	$(PYTHON) -m pip download -q --python-version $(WHEEL_PYTHON) --only-binary=:all: -d .whl \
 		--platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform any \

@@ -176,7 +176,7 @@ class Run:
             "git_dirty": commit["dirty"],
             "started": self.started.isoformat(timespec="seconds"),
             "wall_time_s": round(time.perf_counter() - self._t0, 1),
-            "resumed": cache.resuming(),  # students loaded from an earlier, stopped run
+            "resumed": cache.resuming(),  # KDLIB_RESUME=1: students done before were loaded
         }
 
     def save(self, directory: str | os.PathLike | None = None) -> Path:

@@ -29,6 +29,7 @@ import numpy as np
 from kdlib import _io
 
 FORMAT = 2  # bump to invalidate every cached model after an incompatible change
+_LOADED: list[dict] = []  # what this process loaded, for the run records (see loaded())
 
 
 def cache_dir() -> Path:
@@ -51,6 +52,13 @@ def resuming() -> bool:
     if value not in ("0", "1"):
         raise ValueError(f"KDLIB_RESUME must be 0 or 1, got {value!r}")
     return value == "1"
+
+
+def loaded() -> list[dict]:
+    """Every model this process loaded from the cache, in order: ``{"name", "file",
+    "train_seconds"}`` (how long it had taken to train, when known). A run's record lists those
+    it loaded, so a time or a result that rests on earlier training says so."""
+    return [dict(entry) for entry in _LOADED]
 
 
 def safe_name(name: str) -> str:
@@ -150,6 +158,7 @@ def train_or_load(
         loaded = _load(path, meta)
         if loaded is not None:
             model, info = loaded
+            _LOADED.append({"name": name, "file": path.name, "train_seconds": info.get("seconds")})
             if verbose:
                 print(f"{name}: loaded from the kdlib cache ({path.name})")
             return model, {**info, "cached": True, "path": str(path)}

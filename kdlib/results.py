@@ -2,7 +2,8 @@
 
 A notebook opens a :class:`Run`, logs what it measured, and saves one JSON record:
 notebook, profile, parameters, metrics, seed, dataset, the machine (processor, accelerators,
-backend, dtype policy), library versions, wall time and the git commit. Records go to
+backend, dtype policy), library versions, wall time, the git commit, and the models it loaded
+from ``kdlib.cache`` with the time their training had taken. Records go to
 ``$KDLIB_RESULTS_DIR`` or, by default, ``runs/<profile>/`` (see :func:`results_dir`); only
 ``make notebooks`` writes the committed records in ``results/``.
 
@@ -154,6 +155,7 @@ class Run:
         self.metrics: dict = {}
         self.started = _dt.datetime.now(_dt.timezone.utc)
         self._t0 = time.perf_counter()
+        self._cache_mark = len(cache.loaded())
 
     def log(self, **metrics) -> None:
         """Record metrics (numbers, lists, nested dicts); later values replace earlier ones."""
@@ -177,6 +179,7 @@ class Run:
             "started": self.started.isoformat(timespec="seconds"),
             "wall_time_s": round(time.perf_counter() - self._t0, 1),
             "resumed": cache.resuming(),  # KDLIB_RESUME=1: students done before were loaded
+            "from_cache": cache.loaded()[self._cache_mark :],  # trained before this run
         }
 
     def save(self, directory: str | os.PathLike | None = None) -> Path:

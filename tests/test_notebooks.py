@@ -245,6 +245,10 @@ def test_a_resumed_run_loads_its_students_and_its_record_says_so(tmp_path, monke
     assert os.environ.get("KDLIB_RESUME") is None  # the caller's environment is left alone
     assert records[0]["resumed"] is records[1]["resumed"] is True
     assert records[0]["metrics"] == records[1]["metrics"]
+    assert records[0]["from_cache"] == []  # trained everything
+    loaded = {e["name"]: e["train_seconds"] for e in records[1]["from_cache"]}
+    assert {"00_teacher", "student alone, seed 0", "student distilled, seed 0"} <= set(loaded)
+    assert all(seconds > 0 for seconds in loaded.values())
     outputs = "".join(_outputs(c) for c in _code(nbformat.read(tmp_path / "1" / nb.name, 4)))
     for run in ("teacher", "student alone, seed 0", "student distilled, seed 0"):
         assert f"{run}: loaded from the kdlib cache" in outputs

@@ -3,6 +3,7 @@
 import json
 import os
 import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -152,6 +153,7 @@ def test_run_record_is_written_atomically_with_what_a_reader_needs(tmp_path, toy
         record["machine"]
     )
     assert record["git_commit"] and isinstance(record["git_dirty"], bool)  # this is a git checkout
+    assert record["resumed"] is False and record["from_cache"] == []
     assert [p.name for p in tmp_path.iterdir()] == ["99_toy.json"]  # no temporary file left
     text = results.summary(results.load(tmp_path))
     assert (
@@ -207,6 +209,11 @@ def test_cache_trains_once_then_loads(tmp_path, monkeypatch):
     m1, info1 = cache.train_or_load("tiny", _tiny, train, config={"epochs": 1}, data=fp)
     m2, info2 = cache.train_or_load("tiny", _tiny, train, config={"epochs": 1}, data=fp)
     assert calls == [1] and not info1["cached"] and info2["cached"] and info2["val_accuracy"] == 0.9
+    assert cache.loaded()[-1] == {
+        "name": "tiny",
+        "file": Path(info2["path"]).name,
+        "train_seconds": None,
+    }
     np.testing.assert_array_equal(m2.layers[-1].kernel, np.ones((3, 2)))
     cache.train_or_load("tiny", _tiny, train, config={"epochs": 2}, data=fp)
     cache.train_or_load(
@@ -242,6 +249,20 @@ def test_the_cache_keeps_a_trained_model_without_its_optimizer_state(tmp_path, m
     assert [layer.name for layer in loaded.layers] == [layer.name for layer in trained.layers]
     with zipfile.ZipFile(info["path"]) as z, z.open("model.weights.h5") as f:
         assert "optimizer" not in h5py.File(f)
+
+
+def test_a_record_names_the_models_its_run_loaded_and_how_long_they_had_trained(
+    tmp_path, monkeypatch, toy_notebook
+):
+    monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path))
+    cache.train_or_load("before", _tiny, lambda m: {"seconds": 9.0}, config={}, data="d")
+    cache.train_or_load("before", _tiny, lambda m: {}, config={}, data="d")  # another run's load
+    run = results.Run("99_toy", profiles.get("99_toy", "smoke"))
+    for _ in range(2):
+        cache.train_or_load("teacher", _tiny, lambda m: {"seconds": 61.5}, config={}, data="d")
+    assert [(e["name"], e["train_seconds"]) for e in run.record()["from_cache"]] == [
+        ("teacher", 61.5)
+    ]
 
 
 @pytest.mark.parametrize("meta", ["", '{"best', "[1, 2]"])

@@ -80,6 +80,8 @@ bench: install
 	$(PY) benchmarks/data_load.py
 
 # What the device already has is left out of .whl/ (it has no internet: pip installs offline).
+# kdlib itself is not installed there: PYTHONPATH makes the runner and its kernels import the
+# working tree's, so a kit made before a change to kdlib still runs the changed code.
 DEVICE_HAS := numpy scipy matplotlib pillow fonttools kiwisolver contourpy cycler pyparsing h5py
 device-kit:
 	@test -d "$(DATASETS)/mnist" || { echo "make device-kit: no mnist/ in DATASETS='$(DATASETS)'; set KDLIB_DATA_DIR or DATASETS to the folder holding mnist/ and fashion-mnist/ (see README, Data)"; exit 2; }
@@ -88,14 +90,13 @@ device-kit:
 		--platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform any \
 		"keras>=3.15" "tqdm>=4.66" "papermill>=2.6" "ipykernel>=6.29" "pyyaml>=6.0"
 	cd .whl && rm -f $(foreach p,$(DEVICE_HAS),$(p)-*.whl)
-	$(PYTHON) -m pip wheel -q --no-deps -w .whl .
 	cp -r $(DATASETS)/mnist $(DATASETS)/fashion-mnist .data/
 	@du -sh .whl .data
 
 device-full:
-	$(DEVICE_PYTHON) -m pip install -q --no-index --find-links .whl kdlib papermill ipykernel pyyaml
+	$(DEVICE_PYTHON) -m pip install -q --no-index --find-links .whl keras tqdm papermill ipykernel pyyaml
 	@mkdir -p "$$OUT"; \
-	KERAS_BACKEND=jax KDLIB_DATA_DIR=$(CURDIR)/.data KDLIB_CACHE_DIR=$(CURDIR)/.kdcache \
+	PYTHONPATH=$(CURDIR) KERAS_BACKEND=jax KDLIB_DATA_DIR=$(CURDIR)/.data KDLIB_CACHE_DIR=$(CURDIR)/.kdcache \
 		timeout $(DEVICE_STEP) $(DEVICE_PYTHON) -m kdlib.runner --profile $(DEVICE_PROFILE) --resume \
 		$(if $(filter full,$(DEVICE_PROFILE)),--commit) $(if $(ONLY),--only $(ONLY)); status=$$?; \
 	for d in notebooks/full results/full runs .kdcache; do test -d $$d && cp -r --parents $$d "$$OUT/"; done; \

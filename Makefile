@@ -13,7 +13,7 @@
 #   make device-full ONLY=01  on that machine: install from .whl/, run the full profile under JAX
 #                             with RESUME=1 for DEVICE_STEP seconds, copy the runs, records and
 #                             cache to $$OUT (carry .whl, .data and .kdcache into the next call)
-# ONLY=02 restricts run/notebooks to the notebooks whose name contains 02. RESUME=1 caches every
+# ONLY=02 restricts run/notebooks to the notebooks whose name contains 02 (ONLY=01,02: both). RESUME=1 caches every
 # trained student, so a run that stopped goes on where it stopped (long full runs, GPU calls).
 
 PYTHON ?= python3

@@ -32,9 +32,11 @@ NOTEBOOKS = results.REPO / "notebooks"
 
 
 def notebooks(only: str | None = None) -> list[Path]:
-    """The course notebooks in teaching order, optionally those whose name contains ``only``."""
+    """The course notebooks in teaching order, optionally those whose name contains ``only`` or,
+    for ``"01,02"``, one of its comma-separated parts."""
     found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    return [nb for nb in found if only is None or only in nb.name]
+    parts = None if only is None else [p for p in only.split(",") if p]
+    return [nb for nb in found if parts is None or any(p in nb.name for p in parts)]
 
 
 def execute(
@@ -117,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="make the committed runs (cpu: in place; full: notebooks/full/)",
     )
-    parser.add_argument("--only", help="run only notebooks whose file name contains this")
+    parser.add_argument(
+        "--only", help="run only notebooks whose file name contains this (01,02: either)"
+    )
     parser.add_argument(
         "--resume",
         action="store_true",

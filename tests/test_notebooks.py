@@ -156,6 +156,10 @@ def test_committed_runs_go_where_readers_find_them(tmp_path):
     assert runner._destination(nb, "smoke", False, tmp_path) == tmp_path / nb.name
     with pytest.raises(SystemExit):
         runner.main(["--profile", "smoke", "--commit"])  # smoke runs are never committed
+    names = [nb.name[:2] for nb in runner.notebooks("01,05")]
+    assert names == ["01", "05"] and len(runner.notebooks()) == len(runner.notebooks(None)) > 5
+    with pytest.raises(SystemExit):
+        runner.main(["--profile", "smoke", "--only", "99"])  # matches nothing: said at once
 
 
 def test_make_run_honours_the_profile_in_the_environment():

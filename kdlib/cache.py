@@ -45,7 +45,9 @@ def resuming() -> bool:
     """``$KDLIB_RESUME=1``: ``kdlib.train.distil`` caches each trained student too, with what
     its training measured, so a long run that stopped (a crash, a 10-minute call on a lent GPU,
     the end of a session) resumes where it stopped: runs already done are loaded and say so
-    ("loaded from the kdlib cache"), and the run's record says ``"resumed": true``. Off by
+    ("loaded from the kdlib cache"), a teacher or student cut off mid-training goes on from its
+    last finished epoch (``kdlib.train.fit``'s ``backup``), and the run's record says
+    ``"resumed": true``. Off by
     default (``0``): a course run trains its students, and a changed notebook never meets an
     old result."""
     value = os.environ.get("KDLIB_RESUME", "0")
@@ -110,6 +112,13 @@ def key(name: str, config: dict, data: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def entry(name: str, config: dict, data: str) -> Path:
+    """The file :func:`train_or_load` keeps the model of ``(name, config, data)`` in:
+    ``<name>-<key>.keras`` (``.json`` beside it; ``.backup``, its training's state while it
+    runs with ``$KDLIB_RESUME=1``)."""
+    return cache_dir() / f"{safe_name(name)}-{key(name, config, data)}.keras"
+
+
 def _load(path: Path, meta: Path) -> tuple[keras.Model, dict] | None:
     try:
         info = json.loads(meta.read_text())
@@ -152,7 +161,7 @@ def train_or_load(
     plus ``"cached"`` (True when loaded) and ``"path"``.
     """
     folder = cache_dir()
-    path = folder / f"{safe_name(name)}-{key(name, config, data)}.keras"
+    path = entry(name, config, data)
     meta = path.with_suffix(".json")
     if path.exists() and meta.exists():
         loaded = _load(path, meta)

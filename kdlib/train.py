@@ -10,7 +10,9 @@ a seed, train it alone or distilled, keep its best epoch, measure it on the test
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -140,6 +142,45 @@ class Progress(keras.callbacks.Callback):
 # --------------------------------------------------------------------------- fit and evaluate
 
 
+class _Backup(keras.callbacks.Callback):
+    """After every epoch, the training state in ``folder``: ``epochN.weights.h5`` (weights and
+    optimizer) and ``progress.json`` (the epoch, that file, the history so far), replaced in
+    one step, so the folder always describes one finished epoch."""
+
+    def __init__(self, folder: Path, history: dict):
+        super().__init__()
+        self.folder, self.history = folder, {k: list(v) for k, v in history.items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(float(v))
+        weights = f"epoch{epoch + 1}.weights.h5"
+        self.model.save_weights(self.folder / weights)
+        _io.write_json(
+            self.folder / "progress.json",
+            {"epoch": epoch + 1, "weights": weights, "history": self.history},
+        )
+        for old in self.folder.glob("epoch*.weights.h5"):
+            if old.name != weights:
+                old.unlink()
+
+
+def _restore(model: keras.Model, folder: Path, data: Batches) -> tuple[int, dict]:
+    """Load the state :class:`_Backup` left in ``folder`` into ``model``: ``(epochs done,
+    history so far)``, or ``(0, {})`` when there is none."""
+    progress = folder / "progress.json"
+    if not progress.exists():
+        return 0, {}
+    state = json.loads(progress.read_text())
+    if not model.built:  # a Distiller is built by its first call
+        model(data[0][0])
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)  # its variables exist before loading
+    model.load_weights(folder / state["weights"])
+    print(f"resumed after epoch {state['epoch']} from {folder.name}", flush=True)
+    return int(state["epoch"]), state["history"]
+
+
 def fit(
     model: keras.Model,
     train_data: Batches,
@@ -149,6 +190,7 @@ def fit(
     name: str = "model",
     callbacks: list | None = None,
     checkpoint: str | os.PathLike | None = None,
+    backup: str | os.PathLike | None = None,
 ) -> dict:
     """Fit ``model`` (compiled) on ``train_data`` and keep the weights of its best epoch on
     ``val_data``.
@@ -157,11 +199,22 @@ def fit(
     saved there each time validation accuracy improves and loaded back at the end: a crash
     then leaves the best model so far on disk.
 
+    With ``backup`` (a folder) nothing is lost on a crash: after every epoch the training state
+    (weights, optimizer, the history so far) is saved there, and a later call with the same
+    model, data and folder goes on from the last finished epoch, on the batch order the lost
+    epochs would have used; the folder is removed when the run ends. (Dropout and augmentation
+    draw anew after a restart, so a resumed run is not bit-identical to an uninterrupted one.)
+
     Returns ``{"history", "best_epoch", "best_val_accuracy", "seconds"}``; ``history`` maps each
     logged metric to its per-epoch values. ``best_epoch`` counts from 1.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    initial_epoch, earlier = 0, {}
+    if backup is not None:
+        backup = _io.check_writable(backup)
+        initial_epoch, earlier = _restore(model, backup, train_data)
+        checkpoint = checkpoint or backup / "best.weights.h5"
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
         if not checkpoint.name.endswith(".weights.h5"):
@@ -173,6 +226,7 @@ def fit(
             mode="max",
             save_best_only=True,
             save_weights_only=True,
+            initial_value_threshold=max(earlier["val_accuracy"]) if earlier else None,
         )
     else:
         best = keras.callbacks.EarlyStopping(
@@ -182,16 +236,30 @@ def fit(
     cbs = [keras.callbacks.TerminateOnNaN(raise_error=True), best, *(callbacks or [])]
     if mode == "bar":
         cbs.append(Progress(name, epochs))
+    if backup is not None:
+        cbs.append(_Backup(backup, earlier))
     train_data.restart()
+    for _ in range(initial_epoch):  # the orders of the epochs done before a restart
+        train_data.on_epoch_end()
     start = time.perf_counter()
     # Batches shuffles with its own seeded generator; Keras's shuffle would add another order.
     history = model.fit(
-        train_data, validation_data=val_data, epochs=epochs, shuffle=False, verbose=0, callbacks=cbs
+        train_data,
+        validation_data=val_data,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        shuffle=False,
+        verbose=0,
+        callbacks=cbs,
     )
     seconds = time.perf_counter() - start
     if checkpoint is not None:
         model.load_weights(checkpoint)
-    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    hist = {k: [float(v) for v in vals] for k, vals in earlier.items()}
+    for k, vals in history.history.items():
+        hist.setdefault(k, []).extend(float(v) for v in vals)
+    if backup is not None:
+        shutil.rmtree(backup)
     best_epoch = int(np.argmax(hist["val_accuracy"])) + 1
     result = {
         "history": hist,
@@ -271,11 +339,18 @@ def distil(
     keras.utils.set_random_seed(int(seed))
     student = build()
 
-    def train_student(student):
+    def train_student(student, backup=None):
         distiller = distill.Distiller(student, teacher, alpha=alpha, **distiller_kwargs)
         distiller.compile(make_optimizer(optimizer, lr, decay_steps(schedule, data, epochs)))
         return fit(
-            distiller, data, val, epochs, name=name, callbacks=callbacks, checkpoint=checkpoint
+            distiller,
+            data,
+            val,
+            epochs,
+            name=name,
+            callbacks=callbacks,
+            checkpoint=checkpoint,
+            backup=backup,
         )
 
     if cache.resuming():
@@ -289,8 +364,13 @@ def distil(
             schedule=schedule,
         )
         config, fingerprint = _run_key(student, teacher, data, val, settings)
+        backup = cache.entry(name, config, fingerprint).with_suffix(".backup")
         student, fitted = cache.train_or_load(
-            name, lambda: student, train_student, config=config, data=fingerprint
+            name,
+            lambda: student,
+            lambda student: train_student(student, backup),
+            config=config,
+            data=fingerprint,
         )
     else:
         fitted = train_student(student)
@@ -371,21 +451,25 @@ def cached_classifier(
         keras.utils.set_random_seed(int(seed))
         return compile_classifier(build(), lr=lr, optimizer=optimizer, decay_steps=steps)
 
+    config = {
+        "build": cache.describe(build),
+        "batch_size": train_data.batch_size,
+        "shuffle_seed": train_data.seed,
+        "seed": seed,
+        "epochs": epochs,
+        "lr": lr,
+        "optimizer": optimizer,
+        "schedule": schedule,
+    }
+    data = cache.fingerprint(train_data.x, train_data.y)
+    if cache.resuming():  # a long teacher that stopped goes on from its last epoch
+        fit_kwargs.setdefault("backup", cache.entry(name, config, data).with_suffix(".backup"))
     model, info = cache.train_or_load(
         name,
         new_model,
         lambda model: fit(model, train_data, val_data, epochs, name=name, **fit_kwargs),
-        config={
-            "build": cache.describe(build),
-            "batch_size": train_data.batch_size,
-            "shuffle_seed": train_data.seed,
-            "seed": seed,
-            "epochs": epochs,
-            "lr": lr,
-            "optimizer": optimizer,
-            "schedule": schedule,
-        },
-        data=cache.fingerprint(train_data.x, train_data.y),
+        config=config,
+        data=data,
     )
     warn_if_at_chance(name, info.get("best_val_accuracy"), model.output.shape[-1])
     return model, info

@@ -1,6 +1,7 @@
 """The Distiller, teacher logits, ensembles, hint stage and chains on tiny problems."""
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -525,3 +526,78 @@ def test_resume_keys_are_the_same_in_every_kernel_for_every_course_model():
             keras.utils.set_random_seed(3)
             keys.append(train._architecture(build()))
         assert keys[0] == keys[1], build
+
+
+class _Stop(Exception):
+    pass
+
+
+class _StopAfter(keras.callbacks.Callback):
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs, self.seen = epochs, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(epoch)
+        if len(self.seen) == self.epochs:
+            raise _Stop
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("distilled", [False, True])
+def test_a_run_stopped_mid_way_goes_on_from_its_last_epoch_as_if_never_stopped(tmp_path, distilled):
+    x, y = _data(n=64)
+    logits = rng.normal(size=(64, 4)).astype(np.float32)
+    data = Batches(x, y, 8, shuffle=True, seed=3, teacher_logits=logits if distilled else None)
+    val = Batches(x, y, 32)
+
+    def model():  # no dropout: a resumed run must then match an uninterrupted one exactly
+        keras.utils.set_random_seed(5)
+        net = _net("s", hidden=8)
+        if distilled:
+            net = distill.Distiller(net, None, alpha=0.5)
+            net.compile(train.make_optimizer("adam", 1e-2, decay_steps=48))
+            return net
+        return train.compile_classifier(net, lr=1e-2, decay_steps=48)
+
+    whole = model()
+    reference = train.fit(whole, data, val, 6)
+    stopped, backup = model(), tmp_path / "run.backup"
+    stop = _StopAfter(4)
+    with pytest.raises(_Stop):
+        train.fit(stopped, data, val, 6, backup=backup, callbacks=[stop])
+    assert json.loads((backup / "progress.json").read_text())["epoch"] == 3  # 4th not saved
+    resumed, seen = model(), _StopAfter(99)
+    result = train.fit(resumed, data, val, 6, backup=backup, callbacks=[seen])
+    assert seen.seen == [3, 4, 5]  # only the epochs not done
+    assert not backup.exists()  # removed when the run ended
+    assert result["history"]["loss"] == pytest.approx(reference["history"]["loss"], rel=1e-5)
+    assert result["best_epoch"] == reference["best_epoch"]
+    for a, b in zip(resumed.get_weights(), whole.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.backend
+@pytest.mark.filterwarnings("ignore:.*chance level")  # 4 epochs on noise
+def test_a_teacher_stopped_mid_way_resumes_only_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path))
+    x, y = _data(n=32)
+    batches = Batches(x, y, 8, shuffle=True, seed=0)
+
+    def teacher(stop):
+        return train.cached_classifier(
+            "t", functools.partial(_net, "t"), batches, batches, epochs=4, seed=0, callbacks=[stop]
+        )
+
+    monkeypatch.setenv("KDLIB_RESUME", "0")
+    with pytest.raises(_Stop):
+        teacher(_StopAfter(2))
+    assert list(tmp_path.glob("*.backup")) == []  # nothing kept: the next call starts again
+    monkeypatch.setenv("KDLIB_RESUME", "1")
+    with pytest.raises(_Stop):
+        teacher(_StopAfter(2))
+    assert len(list(tmp_path.glob("t-*.backup"))) == 1
+    seen = _StopAfter(99)
+    _, info = teacher(seen)
+    assert seen.seen == [1, 2, 3] and len(info["history"]["loss"]) == 4
+    assert list(tmp_path.glob("*.backup")) == [] and len(list(tmp_path.glob("t-*.keras"))) == 1

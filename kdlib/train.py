@@ -415,7 +415,7 @@ def _run_key(student, teacher, data: Batches, val: Batches, settings: dict) -> t
     """What a resumed :func:`distil` run is keyed on: the student's architecture and initial
     weights (whatever built it), the teachers' weights, every training setting, and the
     training and validation data (with cached logits)."""
-    teachers = distill._as_teachers(teacher)
+    teachers = distill.as_teachers(teacher)
     config = {
         "student": _architecture(student),
         "teachers": [cache.fingerprint(*t.get_weights()) for t in teachers],

@@ -382,6 +382,8 @@ def test_library_misuse_gets_a_clear_error():
         distill.Distiller(m, m)
     with pytest.raises(ValueError, match="cannot be its own teacher"):
         distill.HintTrainer(m, m)
+    with pytest.raises(ValueError, match="a teacher must be a keras.Model, got str"):
+        distill.Distiller(_net("s"), [_net("t"), "teacher.keras"])
     with pytest.raises(ValueError, match="augmentation with cached teacher logits is refused"):
         distill.Distiller(_net("s"), augment="jitter")
     s = _net("student")(x)

@@ -75,7 +75,9 @@ def _per_replica(loss):
     return loss
 
 
-def _as_teachers(teacher) -> list[keras.Model]:
+def as_teachers(teacher) -> list[keras.Model]:
+    """``teacher`` (a model, a list or tuple of models, or ``None``) as a list of models; a
+    clear error on anything else, before any work is spent."""
     if teacher is None:
         return []
     teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
@@ -99,7 +101,7 @@ def predict_logits(
     ignored) or a float array of inputs. Pass the result to ``kdlib.data.Batches(...,
     teacher_logits=...)`` to train without re-running the teacher.
     """
-    teachers = _as_teachers(teacher)
+    teachers = as_teachers(teacher)
     if not teachers:
         raise ValueError("predict_logits needs a teacher model or a list of them")
     outputs = [np.asarray(t.predict(dataset, verbose=0), dtype="float32") for t in teachers]
@@ -197,7 +199,7 @@ class Distiller(_FrozenTeachers, keras.Model):
             raise ValueError(f"kind must be one of {losses.SOFT_KINDS}, got {kind!r}")
         self.temperature = losses.check_temperature(temperature)
         self.alpha = losses.check_alpha(alpha)
-        teachers = _as_teachers(teacher)
+        teachers = as_teachers(teacher)
         if any(t is student for t in teachers):
             raise ValueError("the student cannot be its own teacher: pass two different models")
         if soft_targets == "labels" and teachers:

@@ -144,12 +144,17 @@ class Progress(keras.callbacks.Callback):
 
 class _Backup(keras.callbacks.Callback):
     """After every epoch, the training state in ``folder``: ``epochN.weights.h5`` (weights and
-    optimizer) and ``progress.json`` (the epoch, that file, the history so far), replaced in
-    one step, so the folder always describes one finished epoch."""
+    optimizer) and ``progress.json`` (the epoch, that file, the history so far, the seconds
+    spent training so far, restarts included), replaced in one step, so the folder always
+    describes one finished epoch."""
 
-    def __init__(self, folder: Path, history: dict):
+    def __init__(self, folder: Path, history: dict, seconds: float):
         super().__init__()
         self.folder, self.history = folder, {k: list(v) for k, v in history.items()}
+        self.earlier = seconds
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         for k, v in (logs or {}).items():
@@ -158,19 +163,24 @@ class _Backup(keras.callbacks.Callback):
         self.model.save_weights(self.folder / weights)
         _io.write_json(
             self.folder / "progress.json",
-            {"epoch": epoch + 1, "weights": weights, "history": self.history},
+            {
+                "epoch": epoch + 1,
+                "weights": weights,
+                "history": self.history,
+                "seconds": self.earlier + time.perf_counter() - self.start,
+            },
         )
         for old in self.folder.glob("epoch*.weights.h5"):
             if old.name != weights:
                 old.unlink()
 
 
-def _restore(model: keras.Model, folder: Path, data: Batches) -> tuple[int, dict]:
+def _restore(model: keras.Model, folder: Path, data: Batches) -> tuple[int, dict, float]:
     """Load the state :class:`_Backup` left in ``folder`` into ``model``: ``(epochs done,
-    history so far)``, or ``(0, {})`` when there is none."""
+    history so far, seconds spent on them)``, or ``(0, {}, 0.0)`` when there is none."""
     progress = folder / "progress.json"
     if not progress.exists():
-        return 0, {}
+        return 0, {}, 0.0
     state = json.loads(progress.read_text())
     if not model.built:  # a Distiller is built by its first call
         model(data[0][0])
@@ -178,7 +188,7 @@ def _restore(model: keras.Model, folder: Path, data: Batches) -> tuple[int, dict
         model.optimizer.build(model.trainable_variables)  # its variables exist before loading
     model.load_weights(folder / state["weights"])
     print(f"resumed after epoch {state['epoch']} from {folder.name}", flush=True)
-    return int(state["epoch"]), state["history"]
+    return int(state["epoch"]), state["history"], float(state["seconds"])
 
 
 def fit(
@@ -206,14 +216,15 @@ def fit(
     draw anew after a restart, so a resumed run is not bit-identical to an uninterrupted one.)
 
     Returns ``{"history", "best_epoch", "best_val_accuracy", "seconds"}``; ``history`` maps each
-    logged metric to its per-epoch values. ``best_epoch`` counts from 1.
+    logged metric to its per-epoch values. ``best_epoch`` counts from 1. ``seconds`` is the
+    training time of all epochs, those done before a restart included (not the time between).
     """
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    initial_epoch, earlier = 0, {}
+    initial_epoch, earlier, earlier_seconds = 0, {}, 0.0
     if backup is not None:
         backup = _io.check_writable(backup)
-        initial_epoch, earlier = _restore(model, backup, train_data)
+        initial_epoch, earlier, earlier_seconds = _restore(model, backup, train_data)
         checkpoint = checkpoint or backup / "best.weights.h5"
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
@@ -237,7 +248,7 @@ def fit(
     if mode == "bar":
         cbs.append(Progress(name, epochs))
     if backup is not None:
-        cbs.append(_Backup(backup, earlier))
+        cbs.append(_Backup(backup, earlier, earlier_seconds))
     train_data.restart()
     for _ in range(initial_epoch):  # the orders of the epochs done before a restart
         train_data.on_epoch_end()
@@ -252,7 +263,7 @@ def fit(
         verbose=0,
         callbacks=cbs,
     )
-    seconds = time.perf_counter() - start
+    seconds = earlier_seconds + time.perf_counter() - start
     if checkpoint is not None:
         model.load_weights(checkpoint)
     hist = {k: [float(v) for v in vals] for k, vals in earlier.items()}
@@ -404,7 +415,7 @@ def _run_key(student, teacher, data: Batches, val: Batches, settings: dict) -> t
     """What a resumed :func:`distil` run is keyed on: the student's architecture and initial
     weights (whatever built it), the teachers' weights, every training setting, and the
     training and validation data (with cached logits)."""
-    teachers = distill._as_teachers(teacher)
+    teachers = distill.as_teachers(teacher)
     config = {
         "student": _architecture(student),
         "teachers": [cache.fingerprint(*t.get_weights()) for t in teachers],

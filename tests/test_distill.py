@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -381,6 +382,8 @@ def test_library_misuse_gets_a_clear_error():
         distill.Distiller(m, m)
     with pytest.raises(ValueError, match="cannot be its own teacher"):
         distill.HintTrainer(m, m)
+    with pytest.raises(ValueError, match="a teacher must be a keras.Model, got str"):
+        distill.Distiller(_net("s"), [_net("t"), "teacher.keras"])
     with pytest.raises(ValueError, match="augmentation with cached teacher logits is refused"):
         distill.Distiller(_net("s"), augment="jitter")
     s = _net("student")(x)
@@ -533,11 +536,12 @@ class _Stop(Exception):
 
 
 class _StopAfter(keras.callbacks.Callback):
-    def __init__(self, epochs):
+    def __init__(self, epochs, pause=0.0):
         super().__init__()
-        self.epochs, self.seen = epochs, []
+        self.epochs, self.seen, self.pause = epochs, [], pause
 
     def on_epoch_end(self, epoch, logs=None):
+        time.sleep(self.pause)  # an epoch that takes at least this long
         self.seen.append(epoch)
         if len(self.seen) == self.epochs:
             raise _Stop
@@ -563,13 +567,16 @@ def test_a_run_stopped_mid_way_goes_on_from_its_last_epoch_as_if_never_stopped(t
     whole = model()
     reference = train.fit(whole, data, val, 6)
     stopped, backup = model(), tmp_path / "run.backup"
-    stop = _StopAfter(4)
+    stop = _StopAfter(4, pause=0.4)
     with pytest.raises(_Stop):
         train.fit(stopped, data, val, 6, backup=backup, callbacks=[stop])
-    assert json.loads((backup / "progress.json").read_text())["epoch"] == 3  # 4th not saved
+    progress = json.loads((backup / "progress.json").read_text())
+    assert progress["epoch"] == 3  # 4th not saved
+    assert progress["seconds"] >= 3 * 0.4  # the time the 3 saved epochs took
     resumed, seen = model(), _StopAfter(99)
     result = train.fit(resumed, data, val, 6, backup=backup, callbacks=[seen])
     assert seen.seen == [3, 4, 5]  # only the epochs not done
+    assert result["seconds"] > progress["seconds"]  # all 6 epochs' training time
     assert not backup.exists()  # removed when the run ended
     assert result["history"]["loss"] == pytest.approx(reference["history"]["loss"], rel=1e-5)
     assert result["best_epoch"] == reference["best_epoch"]

@@ -280,11 +280,15 @@ class Comparison:
         return None if self.p is None else self.p < self.level
 
     @property
+    def p_text(self) -> str:
+        """The p-value as tables print it: ``p = 0.045``, or ``p < 0.001`` (never ``p = 0.000``)."""
+        return "p < 0.001" if self.p < 0.001 else f"p = {self.p:.3f}"
+
+    @property
     def verdict(self) -> str:
         if self.p is None:
             return "n/a (one run has no spread)"
-        p = "p < 0.001" if self.p < 0.001 else f"p = {self.p:.3f}"
-        return f"{'beyond' if self.beyond_noise else 'within'} noise ({p}, {self.test})"
+        return f"{'beyond' if self.beyond_noise else 'within'} noise ({self.p_text}, {self.test})"
 
     def row(self, digits: int = 4) -> dict[str, str]:
         """Table cells: difference, confidence interval, verdict."""

@@ -50,7 +50,7 @@ def _errors(values) -> str:
 def _verdict(a, b) -> str:
     """The course's test of a difference (kdlib.results.compare), in a few words."""
     c = results.compare(a, b)
-    return "n/a" if c.p is None else f"{'yes' if c.beyond_noise else 'no'} (p = {c.p:.3f})"
+    return "n/a" if c.p is None else f"{'yes' if c.beyond_noise else 'no'} ({c.p_text})"
 
 
 def _label(r: dict) -> str:
@@ -271,20 +271,24 @@ def table_05_shipped(r):
     return rows
 
 
-def table_full(recs):
-    """The full profile's committed runs: notebook 01 against the paper (Hinton et al.) and the
-    TF1 notes where it has run, else notebook 00 (one table: their columns differ)."""
-    r01 = recs.get("full/01_ensemble_distillation_mnist")
-    if r01 is not None:
-        return [{"notebook": "01", **row} for row in _table_01(r01["metrics"], paper=True)]
-    r00 = recs.get("full/00_soft_targets_temperature")
-    if r00 is not None:
-        m = r00["metrics"]
-        trio = _trio(
-            "teacher (CNN)", m["teacher_accuracy"], m["student_alone"], m["student_distilled"]
-        )
-        return [{"notebook": "00", **row} for row in trio]
-    return [{"": "no full-profile run is committed yet"}]
+def _full_record(recs):
+    """The full-profile record the deck shows: notebook 01's where it has run, else 00's."""
+    for name in ("01_ensemble_distillation_mnist", "00_soft_targets_temperature"):
+        if f"full/{name}" in recs:
+            return recs[f"full/{name}"]
+    return None
+
+
+def table_full(record):
+    """A full-profile run: notebook 01 against the paper (Hinton et al.) and the TF1 notes, or
+    notebook 00 (one table: their columns differ)."""
+    if record is None:
+        return [{"": "no full-profile run is committed yet"}]
+    m, number = record["metrics"], record["notebook"][:2]
+    if number == "01":
+        return [{"notebook": "01", **row} for row in _table_01(m, paper=True)]
+    trio = _trio("teacher (CNN)", m["teacher_accuracy"], m["student_alone"], m["student_distilled"])
+    return [{"notebook": "00", **row} for row in trio]
 
 
 TABLES = {
@@ -317,6 +321,10 @@ def _html_table(rows: list[dict]) -> str:
 
 def _caption(r: dict) -> str:
     source = f"record: {r['notebook']} · profile {r['profile']} · {html.escape(_label(r))}"
+    if r["profile"] == "full":  # where it ran matters at the papers' scale
+        m = r["machine"]
+        where = ", ".join(m["accelerators"]) or f"{m['cpu_cores']}-core CPU"
+        source += f" · {html.escape(where)}, {m['backend']}, {m['dtype_policy']}"
     return f'<p class="caption">{source}</p>'
 
 
@@ -338,7 +346,10 @@ def render_slide(text: str, recs: dict, figures: Path) -> str:
         if kind in ("::figure", "::table"):
             flush()
             if name == "full":
-                parts.append(_html_table(table_full(recs)))
+                record = _full_record(recs)
+                parts.append(_html_table(table_full(record)))
+                if record is not None:
+                    parts.append(_caption(record))
                 continue
             record = _record_for(name, recs) if name != "soft_targets" else {}
             if record is None:

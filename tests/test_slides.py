@@ -94,6 +94,10 @@ def test_built_deck_references_no_remote_file(deck):
         assert marker not in text, marker
 
 
+def test_the_deck_writes_small_p_values_as_the_notebooks_do(deck):
+    assert "p = 0.000" not in deck.read_text()  # "p < 0.001", as kdlib.results prints it
+
+
 def test_build_vendors_only_the_files_the_deck_loads(deck):
     """Every copied reveal.js/KaTeX file is loaded by index.html or its CSS (licences apart), and
     every file they load is there. Measured with reveal.js 5.2.1 and KaTeX 0.16.22: 1.24 MB in 35

@@ -18,17 +18,21 @@ PRECISIONS = ("auto", "off", "float16", "bfloat16")
 
 
 def gpus() -> list[str]:
-    """Names of the GPUs the current Keras backend sees (empty on a CPU-only machine)."""
+    """The GPUs the current Keras backend sees, each as its model and its name
+    (``"NVIDIA H100 80GB HBM3 (cuda:0)"``), so a run's record says what it ran on; empty on a
+    CPU-only machine."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
         with _quiet.tensorflow_startup():  # the first device query logs "failed call to cuInit"
-            return [d.name for d in tf.config.list_physical_devices("GPU")]
+            found = tf.config.list_physical_devices("GPU")
+            details = [tf.config.experimental.get_device_details(d) for d in found]
+        return [f"{x.get('device_name', 'GPU')} ({d.name})" for d, x in zip(found, details)]
     if backend == "jax":
         import jax
 
-        return [str(d) for d in jax.devices() if d.platform == "gpu"]
+        return [f"{d.device_kind} ({d})" for d in jax.devices() if d.platform == "gpu"]
     return []
 
 

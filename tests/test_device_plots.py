@@ -32,6 +32,37 @@ def test_setup_seeds_sets_the_policy_and_prints_one_line(capsys):
     assert info["backend"] == keras.backend.backend() and info["devices"]
 
 
+class _FakeDevice:
+    def __init__(self, platform, kind, name):
+        self.platform, self.device_kind, self.name = platform, kind, name
+
+    def __str__(self):
+        return self.name
+
+
+def test_gpus_name_the_gpu_model_so_a_record_says_what_it_ran_on(monkeypatch):
+    """This machine has no GPU: the backends' device lists are faked."""
+    jax = pytest.importorskip("jax")
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    monkeypatch.setattr(
+        jax,
+        "devices",
+        lambda: [
+            _FakeDevice("gpu", "NVIDIA H100 80GB HBM3", "cuda:0"),
+            _FakeDevice("cpu", "cpu", "cpu:0"),
+        ],
+    )
+    assert device.gpus() == ["NVIDIA H100 80GB HBM3 (cuda:0)"]
+    tf = pytest.importorskip("tensorflow")
+    monkeypatch.setattr(keras.backend, "backend", lambda: "tensorflow")
+    gpu = _FakeDevice("GPU", "", "/physical_device:GPU:0")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind: [gpu])
+    monkeypatch.setattr(
+        tf.config.experimental, "get_device_details", lambda d: {"device_name": "NVIDIA H100"}
+    )
+    assert device.gpus() == ["NVIDIA H100 (/physical_device:GPU:0)"]
+
+
 def test_auto_precision_is_float16_on_a_gpu_only():
     assert device.policy_name("auto", has_gpu=True) == "mixed_float16"
     assert device.policy_name("auto", has_gpu=False) == "float32"

@@ -10,9 +10,14 @@
 #   make install [BACKEND=jax] only the set-up: BACKEND=jax installs JAX and no TensorFlow
 #   make device-kit           for a lent GPU machine (Python 3.12, JAX, NumPy, SciPy, Matplotlib,
 #                             h5py, no internet): the other wheels in .whl/, the datasets in .data/
-#   make device-full ONLY=01  on that machine: install from .whl/, run the full profile under JAX
-#                             with RESUME=1 for DEVICE_STEP seconds, copy the runs, records and
-#                             cache to $$OUT (carry .whl, .data and .kdcache into the next call)
+#   make device-full ONLY=02,00 SOURCE_COMMIT=<commit>
+#                             on that machine: install from .whl/, run each named notebook at the
+#                             full profile under JAX, side by side on the one GPU, with RESUME=1
+#                             for DEVICE_STEP seconds; pack the runs and records into
+#                             $$OUT/device-runs.tgz, the cache into $$OUT/device-cache.tgz.*, the
+#                             logs into $$OUT/log-*.txt
+#   make device-unpack FROM=<folder>  here: unpack what a device-full call brought back
+#                             (notebooks/full, results/full, runs, .kdcache) into this checkout
 # ONLY=02 restricts run/notebooks to the notebooks whose name contains 02 (ONLY=01,02: both). RESUME=1 caches every
 # trained student, so a run that stopped goes on where it stopped (long full runs, GPU calls).
 
@@ -33,7 +38,7 @@ comma := ,
 EXTRAS := $(BACKEND),lab,test$(if $(filter tensorflow,$(BACKEND)),$(comma)deploy)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install test run notebooks lab slides bench clean device-kit device-full
+.PHONY: install test run notebooks lab slides bench clean device-kit device-full device-unpack
 
 $(VENV)/.installed-$(BACKEND): pyproject.toml
 	@echo "== creating $(VENV) and installing kdlib[$(EXTRAS)] (a few minutes the first time)"
@@ -93,15 +98,41 @@ device-kit:
 	cp -r $(DATASETS)/mnist $(DATASETS)/fashion-mnist .data/
 	@du -sh .whl .data
 
+# A lent machine's working tree has no .git: SOURCE_COMMIT (the caller's `git rev-parse --short
+# HEAD`, of a clean tree) names the code in the records. Its $$OUT takes at most 8 files of 16 MiB
+# (64 MiB in all): the cache comes back in 15 MiB pieces when it packs into 45 MiB, without the
+# checkpoints of runs that finished (the cached models hold their weights). Notebooks in ONLY run as separate
+# processes sharing the GPU's memory; JAX's compilation cache lets same-shaped models reuse a
+# compiled step.
+DEVICE_NOTEBOOKS = $(subst $(comma), ,$(ONLY))
 device-full:
+	@test -n "$(ONLY)" -a -n "$(SOURCE_COMMIT)" || { echo "make device-full: give ONLY=<notebooks, e.g. 02,00> and SOURCE_COMMIT=<git rev-parse --short HEAD of the clean tree sent>"; exit 2; }
 	$(DEVICE_PYTHON) -m pip install -q --no-index --find-links .whl keras tqdm papermill ipykernel pyyaml
 	@mkdir -p "$$OUT"; \
-	PYTHONPATH=$(CURDIR) KERAS_BACKEND=jax KDLIB_DATA_DIR=$(CURDIR)/.data KDLIB_CACHE_DIR=$(CURDIR)/.kdcache \
+	export PYTHONPATH=$(CURDIR) KERAS_BACKEND=jax KDLIB_DATA_DIR=$(CURDIR)/.data \
+		KDLIB_CACHE_DIR=$(CURDIR)/.kdcache KDLIB_SOURCE_COMMIT=$(SOURCE_COMMIT) PYTHONUNBUFFERED=1 \
+		JAX_COMPILATION_CACHE_DIR=/tmp/kdlib-jax-cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=1 \
+		XLA_PYTHON_CLIENT_MEM_FRACTION=$$($(DEVICE_PYTHON) -c "print(round(0.9 / $(words $(DEVICE_NOTEBOOKS)), 2))"); \
+	pids=; for nb in $(DEVICE_NOTEBOOKS); do \
 		timeout $(DEVICE_STEP) $(DEVICE_PYTHON) -m kdlib.runner --profile $(DEVICE_PROFILE) --resume \
-		$(if $(filter full,$(DEVICE_PROFILE)),--commit) $(if $(ONLY),--only $(ONLY)); status=$$?; \
-	for d in notebooks/full results/full runs .kdcache; do test -d $$d && cp -r --parents $$d "$$OUT/"; done; \
+			$(if $(filter full,$(DEVICE_PROFILE)),--commit) --only $$nb > "$$OUT/log-$$nb.txt" 2>&1 & \
+		pids="$$pids $$!"; done; \
+	status=0; for p in $$pids; do wait $$p || status=$$?; done; \
+	pkill -f "[i]pykernel_launcher" 2>/dev/null; sleep 2; \
+	tar czf "$$OUT/device-runs.tgz" $$(ls -d notebooks/full results/full runs 2>/dev/null); \
+	tar czf /tmp/device-cache.tgz --exclude=.kdcache/checkpoints .kdcache; \
+	if [ $$(stat -c %s /tmp/device-cache.tgz) -le $$((45 * 1024 * 1024)) ]; then \
+		split -b 15m /tmp/device-cache.tgz "$$OUT/device-cache.tgz."; \
+	else echo "== .kdcache is over 45 MiB packed: it stays on this machine (it cannot come back)"; fi; \
+	ls -l "$$OUT"; \
 	echo "== runner exit status $$status (124: stopped after DEVICE_STEP=$(DEVICE_STEP) s; run it again with .kdcache carried)"; \
 	exit $$status
+
+device-unpack:
+	@test -n "$(FROM)" -a -f "$(FROM)/device-runs.tgz" || { echo "make device-unpack: FROM=<the folder holding device-runs.tgz>"; exit 2; }
+	tar xzvf "$(FROM)/device-runs.tgz"
+	if ls "$(FROM)"/device-cache.tgz.* >/dev/null 2>&1; then cat "$(FROM)"/device-cache.tgz.* | tar xzf -; fi
+	git status --short
 
 clean:
 	rm -rf runs slides/build

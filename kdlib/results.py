@@ -65,8 +65,11 @@ def committed_dir(profile: str) -> Path:
 
 
 def git_commit() -> dict:
-    """The repository's current commit and whether the working tree differs from it
-    (``{"commit": None, "dirty": None}`` outside a git checkout)."""
+    """The repository's current commit and whether the working tree differs from it.
+
+    Outside a git checkout (a lent GPU machine gets a copy of the working tree without
+    ``.git``) the commit is ``$KDLIB_SOURCE_COMMIT``, which ``make device-full`` is given by the
+    caller, and ``dirty`` is None: unknown there. Without either, both are None."""
 
     def git(*args) -> str:
         return subprocess.run(
@@ -83,7 +86,7 @@ def git_commit() -> dict:
             "dirty": bool(git("status", "--porcelain")),
         }
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+        return {"commit": os.environ.get("KDLIB_SOURCE_COMMIT") or None, "dirty": None}
 
 
 def machine() -> dict:

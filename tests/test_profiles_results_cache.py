@@ -404,3 +404,15 @@ def test_mean_std_uses_the_sample_spread_and_shows_a_single_value_alone():
     assert results.mean_std([0.91234]) == "0.9123"
     with pytest.raises(ValueError, match="at least one"):
         results.mean_std([])
+
+
+def test_git_commit_outside_a_checkout_takes_the_callers_commit(tmp_path, monkeypatch):
+    """A lent GPU machine gets the working tree without .git: the record names the commit the
+    caller passed in (make device-full's SOURCE_COMMIT) and leaves 'dirty' unknown."""
+    monkeypatch.setattr(results, "REPO", tmp_path)  # not a git checkout
+    monkeypatch.delenv("KDLIB_SOURCE_COMMIT", raising=False)
+    assert results.git_commit() == {"commit": None, "dirty": None}
+    monkeypatch.setenv("KDLIB_SOURCE_COMMIT", "abc1234")
+    assert results.git_commit() == {"commit": "abc1234", "dirty": None}
+    monkeypatch.setattr(results, "REPO", Path(__file__).resolve().parent.parent)  # a checkout
+    assert results.git_commit()["commit"] != "abc1234"  # git's answer wins where there is one

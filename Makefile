@@ -98,8 +98,9 @@ device-kit:
 	cp -r $(DATASETS)/mnist $(DATASETS)/fashion-mnist .data/
 	@du -sh .whl .data
 
-# A lent machine's working tree has no .git: SOURCE_COMMIT (the caller's `git rev-parse --short
-# HEAD`, of a clean tree) names the code in the records. Its $$OUT takes at most 8 files of 16 MiB
+# A lent machine's copy of the tree need not carry this checkout's .git (on 2026-11-26 it had an
+# older HEAD): SOURCE_COMMIT (the caller's `git rev-parse --short HEAD`, of a clean tree) names
+# the code in the records. Its $$OUT takes at most 8 files of 16 MiB
 # (64 MiB in all): the cache comes back in 15 MiB pieces when it packs into 45 MiB, without the
 # checkpoints of runs that finished (the cached models hold their weights). Notebooks in ONLY run as separate
 # processes sharing the GPU's memory; JAX's compilation cache lets same-shaped models reuse a

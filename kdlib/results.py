@@ -67,9 +67,12 @@ def committed_dir(profile: str) -> Path:
 def git_commit() -> dict:
     """The repository's current commit and whether the working tree differs from it.
 
-    Outside a git checkout (a lent GPU machine gets a copy of the working tree without
-    ``.git``) the commit is ``$KDLIB_SOURCE_COMMIT``, which ``make device-full`` is given by the
-    caller, and ``dirty`` is None: unknown there. Without either, both are None."""
+    ``$KDLIB_SOURCE_COMMIT``, where set, names the commit instead, and ``dirty`` is None
+    (unknown): ``make device-full`` sets it from the caller's clean checkout, because the copy a
+    lent GPU machine gets need not carry that checkout's ``.git`` (on 2026-11-26 it carried an
+    older HEAD, and git there called the tree dirty). Outside a checkout without it: both None."""
+    if os.environ.get("KDLIB_SOURCE_COMMIT"):
+        return {"commit": os.environ["KDLIB_SOURCE_COMMIT"], "dirty": None}
 
     def git(*args) -> str:
         return subprocess.run(
@@ -86,7 +89,7 @@ def git_commit() -> dict:
             "dirty": bool(git("status", "--porcelain")),
         }
     except (OSError, subprocess.SubprocessError):
-        return {"commit": os.environ.get("KDLIB_SOURCE_COMMIT") or None, "dirty": None}
+        return {"commit": None, "dirty": None}
 
 
 def machine() -> dict:

@@ -406,13 +406,15 @@ def test_mean_std_uses_the_sample_spread_and_shows_a_single_value_alone():
         results.mean_std([])
 
 
-def test_git_commit_outside_a_checkout_takes_the_callers_commit(tmp_path, monkeypatch):
-    """A lent GPU machine gets the working tree without .git: the record names the commit the
-    caller passed in (make device-full's SOURCE_COMMIT) and leaves 'dirty' unknown."""
-    monkeypatch.setattr(results, "REPO", tmp_path)  # not a git checkout
+def test_git_commit_names_the_callers_commit_where_given(tmp_path, monkeypatch):
+    """A lent GPU machine's copy of the tree may carry a stale .git (or none): the record names
+    the commit make device-full was given (SOURCE_COMMIT) and leaves 'dirty' unknown."""
     monkeypatch.delenv("KDLIB_SOURCE_COMMIT", raising=False)
-    assert results.git_commit() == {"commit": None, "dirty": None}
+    here = results.git_commit()
+    assert here["commit"] and isinstance(here["dirty"], bool)  # this checkout's git
     monkeypatch.setenv("KDLIB_SOURCE_COMMIT", "abc1234")
+    assert results.git_commit() == {"commit": "abc1234", "dirty": None}  # over this checkout's
+    monkeypatch.setattr(results, "REPO", tmp_path)  # not a git checkout
     assert results.git_commit() == {"commit": "abc1234", "dirty": None}
-    monkeypatch.setattr(results, "REPO", Path(__file__).resolve().parent.parent)  # a checkout
-    assert results.git_commit()["commit"] != "abc1234"  # git's answer wins where there is one
+    monkeypatch.delenv("KDLIB_SOURCE_COMMIT")
+    assert results.git_commit() == {"commit": None, "dirty": None}

@@ -203,8 +203,11 @@ SPECS: dict[str, Spec] = {
 }
 
 # One entry per notebook. A plain value is shared by all profiles; P(...) differs by profile.
-# The full profile is sized for about 30 minutes per notebook on one H100 (not yet measured
-# there); where a source notebook's scale does not fit, the comment says what was cut.
+# The full profile is sized for about 30 minutes per notebook on one H100; where a source
+# notebook's scale does not fit, the comment says what was cut. Measured on one H200 (JAX, mixed
+# float16, 2026-11-26, two notebooks sharing it): 00 about 11 minutes; 02's teacher 302 s for its
+# 10 epochs, and its first student unfinished after about 3 minutes, so 02 does not fit in one
+# session's 15 minutes of device time. It stays as sized until a student epoch is measured.
 NOTEBOOKS: dict[str, dict] = {
     "00_soft_targets_temperature": {
         "seed": 0,

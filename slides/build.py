@@ -271,19 +271,16 @@ def table_05_shipped(r):
     return rows
 
 
-def _full_record(recs):
-    """The full-profile record the deck shows: notebook 01's where it has run, else 00's."""
-    for name in ("01_ensemble_distillation_mnist", "00_soft_targets_temperature"):
-        if f"full/{name}" in recs:
-            return recs[f"full/{name}"]
-    return None
+def _full_record(name: str, recs: dict) -> dict | None:
+    """The full-profile record a ``full/NN`` directive names (notebook NN's), if it has run."""
+    number = name.partition("/")[2]
+    matches = [r for n, r in recs.items() if n.startswith(f"full/{number}")]
+    return matches[0] if matches else None
 
 
 def table_full(record):
     """A full-profile run: notebook 01 against the paper (Hinton et al.) and the TF1 notes, or
-    notebook 00 (one table: their columns differ)."""
-    if record is None:
-        return [{"": "no full-profile run is committed yet"}]
+    notebook 00's teacher and students."""
     m, number = record["metrics"], record["notebook"][:2]
     if number == "01":
         return [{"notebook": "01", **row} for row in _table_01(m, paper=True)]
@@ -345,10 +342,15 @@ def render_slide(text: str, recs: dict, figures: Path) -> str:
         kind, _, name = line.strip().partition(" ")
         if kind in ("::figure", "::table"):
             flush()
-            if name == "full":
-                record = _full_record(recs)
-                parts.append(_html_table(table_full(record)))
-                if record is not None:
+            if name.startswith("full/"):
+                record = _full_record(name, recs)
+                if record is None:
+                    parts.append(
+                        f'<p class="missing">no full-profile run of notebook '
+                        f"{html.escape(name[5:])} is committed yet</p>"
+                    )
+                else:
+                    parts.append(_html_table(table_full(record)))
                     parts.append(_caption(record))
                 continue
             record = _record_for(name, recs) if name != "soft_targets" else {}

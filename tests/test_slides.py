@@ -6,6 +6,7 @@ slide reveal.js lays out. Screenshots go to slides/build/ (title, first figure, 
 that overflows).
 """
 
+import importlib.util
 import json
 import re
 import shutil
@@ -96,6 +97,26 @@ def test_built_deck_references_no_remote_file(deck):
 
 def test_the_deck_writes_small_p_values_as_the_notebooks_do(deck):
     assert "p = 0.000" not in deck.read_text()  # "p < 0.001", as kdlib.results prints it
+
+
+def test_the_deck_shows_every_committed_full_run_and_where_it_ran(deck):
+    from kdlib import results
+
+    text = deck.read_text()
+    records = results.load(ROOT / "results" / "full")
+    assert records  # 00 and 01 have run at full
+    for r in records:
+        where = ", ".join(r["machine"]["accelerators"]) or f"{r['machine']['cpu_cores']}-core CPU"
+        assert f"record: {r['notebook']} · profile full" in text, r["notebook"]
+        assert f"{where}, {r['machine']['backend']}, {r['machine']['dtype_policy']}" in text
+
+
+def test_a_full_slide_without_its_run_says_so(tmp_path):
+    spec = importlib.util.spec_from_file_location("slides_build", ROOT / "slides" / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    html = build.render_slide("::table full/05", {}, tmp_path)
+    assert "no full-profile run of notebook 05 is committed yet" in html
 
 
 def test_build_vendors_only_the_files_the_deck_loads(deck):

@@ -102,9 +102,10 @@ device-kit:
 # older HEAD): SOURCE_COMMIT (the caller's `git rev-parse --short HEAD`, of a clean tree) names
 # the code in the records. Its $$OUT takes at most 8 files of 16 MiB
 # (64 MiB in all): the cache comes back in 15 MiB pieces when it packs into 45 MiB, without the
-# checkpoints of runs that finished (the cached models hold their weights). Notebooks in ONLY run as separate
-# processes sharing the GPU's memory; JAX's compilation cache lets same-shaped models reuse a
-# compiled step.
+# checkpoints of runs that finished (the cached models hold their weights). Notebooks in ONLY
+# run as separate processes sharing the GPU's memory; they take turns on the GPU, so a long
+# notebook runs slower beside another (time it alone). JAX's compilation cache lets same-shaped
+# models reuse a compiled step.
 DEVICE_NOTEBOOKS = $(subst $(comma), ,$(ONLY))
 device-full:
 	@test -n "$(ONLY)" -a -n "$(SOURCE_COMMIT)" || { echo "make device-full: give ONLY=<notebooks, e.g. 02,00> and SOURCE_COMMIT=<git rev-parse --short HEAD of the clean tree sent>"; exit 2; }

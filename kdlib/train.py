@@ -210,10 +210,12 @@ def fit(
     then leaves the best model so far on disk.
 
     With ``backup`` (a folder) nothing is lost on a crash: after every epoch the training state
-    (weights, optimizer, the history so far) is saved there, and a later call with the same
-    model, data and folder goes on from the last finished epoch, on the batch order the lost
-    epochs would have used; the folder is removed when the run ends. (Dropout and augmentation
-    draw anew after a restart, so a resumed run is not bit-identical to an uninterrupted one.)
+    (weights, optimizer, the history so far, the best weights so far) is saved there, and a
+    later call with the same model, data and folder goes on from the last finished epoch, on the
+    batch order the lost epochs would have used; the folder is removed when the run ends. The
+    folder alone resumes the run (copied to another machine, say): ``checkpoint``, if given,
+    gets the best weights when the run ends. (Dropout and augmentation draw anew after a
+    restart, so a resumed run is not bit-identical to an uninterrupted one.)
 
     Returns ``{"history", "best_epoch", "best_val_accuracy", "seconds"}``; ``history`` maps each
     logged metric to its per-epoch values. ``best_epoch`` counts from 1. ``seconds`` is the
@@ -221,16 +223,17 @@ def fit(
     """
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    initial_epoch, earlier, earlier_seconds = 0, {}, 0.0
-    if backup is not None:
-        backup = _io.check_writable(backup)
-        initial_epoch, earlier, earlier_seconds = _restore(model, backup, train_data)
-        checkpoint = checkpoint or backup / "best.weights.h5"
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
         if not checkpoint.name.endswith(".weights.h5"):
             raise ValueError(f"checkpoint must be a *.weights.h5 path, got {checkpoint}")
         _io.check_writable(checkpoint.parent)
+    initial_epoch, earlier, earlier_seconds, wanted = 0, {}, 0.0, None
+    if backup is not None:
+        backup = _io.check_writable(backup)
+        initial_epoch, earlier, earlier_seconds = _restore(model, backup, train_data)
+        wanted, checkpoint = checkpoint, backup / "best.weights.h5"
+    if checkpoint is not None:
         best = keras.callbacks.ModelCheckpoint(
             checkpoint,
             monitor="val_accuracy",
@@ -266,6 +269,8 @@ def fit(
     seconds = earlier_seconds + time.perf_counter() - start
     if checkpoint is not None:
         model.load_weights(checkpoint)
+    if wanted is not None:
+        shutil.copyfile(checkpoint, wanted)
     hist = {k: [float(v) for v in vals] for k, vals in earlier.items()}
     for k, vals in history.history.items():
         hist.setdefault(k, []).extend(float(v) for v in vals)

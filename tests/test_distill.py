@@ -3,6 +3,7 @@
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -581,6 +582,36 @@ def test_a_run_stopped_mid_way_goes_on_from_its_last_epoch_as_if_never_stopped(t
     assert result["history"]["loss"] == pytest.approx(reference["history"]["loss"], rel=1e-5)
     assert result["best_epoch"] == reference["best_epoch"]
     for a, b in zip(resumed.get_weights(), whole.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.backend
+def test_a_stopped_run_resumes_from_its_backup_alone_when_it_has_a_checkpoint_too(tmp_path):
+    """The backup folder holds the best weights so far, so a run resumes from it alone (a lent
+    GPU's cache comes back without the checkpoints folder); the checkpoint gets them at the end."""
+    x, y = _data(n=64)
+    data, val = Batches(x, y, 8, shuffle=True, seed=3), Batches(x, y, 32)
+
+    def model():
+        keras.utils.set_random_seed(5)
+        return train.compile_classifier(_net("s", hidden=8), lr=1e-2, decay_steps=48)
+
+    whole = model()
+    reference = train.fit(whole, data, val, 6)
+    backup, checkpoint = tmp_path / "run.backup", tmp_path / "checkpoints" / "s.weights.h5"
+    with pytest.raises(_Stop):
+        train.fit(model(), data, val, 6, checkpoint=checkpoint, backup=backup,
+                  callbacks=[_StopAfter(4)])  # fmt: skip
+    assert (backup / "best.weights.h5").exists()
+    shutil.rmtree(checkpoint.parent, ignore_errors=True)  # left behind on the other machine
+    resumed = model()
+    result = train.fit(resumed, data, val, 6, checkpoint=checkpoint, backup=backup)
+    assert result["best_epoch"] == reference["best_epoch"] and not backup.exists()
+    for a, b in zip(resumed.get_weights(), whole.get_weights()):  # the best epoch's weights
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    again = model()
+    again.load_weights(checkpoint)  # the checkpoint holds them too
+    for a, b in zip(again.get_weights(), whole.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 

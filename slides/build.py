@@ -273,9 +273,8 @@ def table_05_shipped(r):
 
 def _full_record(name: str, recs: dict) -> dict | None:
     """The full-profile record a ``full/NN`` directive names (notebook NN's), if it has run."""
-    number = name.partition("/")[2]
-    matches = [r for n, r in recs.items() if n.startswith(f"full/{number}")]
-    return matches[0] if matches else None
+    full = {n.removeprefix("full/"): r for n, r in recs.items() if n.startswith("full/")}
+    return _record_for(name.removeprefix("full/"), full)
 
 
 def table_full(record):

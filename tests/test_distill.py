@@ -610,6 +610,7 @@ def test_a_stopped_run_resumes_from_its_backup_alone_when_it_has_a_checkpoint_to
     for a, b in zip(resumed.get_weights(), whole.get_weights()):  # the best epoch's weights
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     again = model()
+    again.optimizer.build(again.trainable_variables)  # the checkpoint saved the optimizer's too
     again.load_weights(checkpoint)  # the checkpoint holds them too
     for a, b in zip(again.get_weights(), whole.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -287,7 +287,10 @@ class Comparison:
 
     @property
     def p_text(self) -> str:
-        """The p-value as tables print it: ``p = 0.045``, or ``p < 0.001`` (never ``p = 0.000``)."""
+        """The p-value as tables print it: ``p = 0.045``, or ``p < 0.001`` (never ``p = 0.000``);
+        ``no test`` where there is none (one run has no spread)."""
+        if self.p is None:
+            return "no test"
         return "p < 0.001" if self.p < 0.001 else f"p = {self.p:.3f}"
 
     @property

@@ -388,6 +388,7 @@ def test_compare_is_scipys_paired_or_welch_t_test():
     noisy = results.compare([0.90, 0.80, 0.85], [0.85, 0.86, 0.84])
     assert not noisy.beyond_noise and "within noise" in noisy.verdict
     assert results.compare([0.9], [0.8]).verdict.startswith("n/a")
+    assert results.compare([0.9], [0.8]).p_text == "no test"  # not a TypeError on p = None
     tiny = results.compare([0.9, 0.91, 0.92, 0.93], [0.8, 0.8101, 0.8199, 0.83])
     assert tiny.p < 0.001 and "(p < 0.001, paired t)" in tiny.verdict  # never "p = 0.000"
     assert set(paired.row()) == {"difference", "95% CI", "beyond noise?"}

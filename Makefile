@@ -101,8 +101,9 @@ device-kit:
 # A lent machine's copy of the tree need not carry this checkout's .git (on 2026-11-26 it had an
 # older HEAD): SOURCE_COMMIT (the caller's `git rev-parse --short HEAD`, of a clean tree) names
 # the code in the records. Its $$OUT takes at most 8 files of 16 MiB
-# (64 MiB in all): the cache comes back in 15 MiB pieces when it packs into 45 MiB, without the
-# checkpoints of runs that finished (the cached models hold their weights). Notebooks in ONLY
+# (64 MiB in all): what this call added to the cache comes back in 15 MiB pieces when it packs
+# into 45 MiB, without the checkpoints of runs that finished (the cached models hold their
+# weights) and without what was carried in (a 30 MB teacher need not travel back). Notebooks in ONLY
 # run as separate processes sharing the GPU's memory; they take turns on the GPU, so a long
 # notebook runs slower beside another (time it alone). JAX's compilation cache lets same-shaped
 # models reuse a compiled step.
@@ -110,7 +111,7 @@ DEVICE_NOTEBOOKS = $(subst $(comma), ,$(ONLY))
 device-full:
 	@test -n "$(ONLY)" -a -n "$(SOURCE_COMMIT)" || { echo "make device-full: give ONLY=<notebooks, e.g. 02,00> and SOURCE_COMMIT=<git rev-parse --short HEAD of the clean tree sent>"; exit 2; }
 	$(DEVICE_PYTHON) -m pip install -q --no-index --find-links .whl keras tqdm papermill ipykernel pyyaml
-	@mkdir -p "$$OUT"; \
+	@mkdir -p "$$OUT" .kdcache; touch /tmp/device-start; \
 	export PYTHONPATH=$(CURDIR) KERAS_BACKEND=jax KDLIB_DATA_DIR=$(CURDIR)/.data \
 		KDLIB_CACHE_DIR=$(CURDIR)/.kdcache KDLIB_SOURCE_COMMIT=$(SOURCE_COMMIT) PYTHONUNBUFFERED=1 \
 		JAX_COMPILATION_CACHE_DIR=/tmp/kdlib-jax-cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=1 \
@@ -122,7 +123,8 @@ device-full:
 	status=0; for p in $$pids; do wait $$p || status=$$?; done; \
 	pkill -f "[i]pykernel_launcher" 2>/dev/null; sleep 2; \
 	tar czf "$$OUT/device-runs.tgz" $$(ls -d notebooks/full results/full runs 2>/dev/null); \
-	tar czf /tmp/device-cache.tgz --exclude=.kdcache/checkpoints .kdcache; \
+	find .kdcache -type f -newer /tmp/device-start -not -path "*/checkpoints/*" > /tmp/device-new; \
+	tar czf /tmp/device-cache.tgz -T /tmp/device-new; \
 	if [ $$(stat -c %s /tmp/device-cache.tgz) -le $$((45 * 1024 * 1024)) ]; then \
 		split -b 15m /tmp/device-cache.tgz "$$OUT/device-cache.tgz."; \
 	else echo "== .kdcache is over 45 MiB packed: it stays on this machine (it cannot come back)"; fi; \

@@ -206,8 +206,9 @@ SPECS: dict[str, Spec] = {
 # The full profile is sized for about 30 minutes per notebook on one H100; where a source
 # notebook's scale does not fit, the comment says what was cut. Measured on one H200 (JAX, mixed
 # float16, 2026-11-26, two notebooks sharing it): 00 about 11 minutes; 02's teacher 302 s for its
-# 10 epochs, and its first student unfinished after about 3 minutes, so 02 does not fit in one
-# session's 15 minutes of device time. It stays as sized until a student epoch is measured.
+# 10 epochs, and its first student unfinished after about 3 minutes. Seed 001's own log has its
+# student's 10 epochs at about half its teacher's time, so nine students on all 50,000 images
+# would take about 20 minutes more: 02's students train on 10,000 (see its entry).
 NOTEBOOKS: dict[str, dict] = {
     "00_soft_targets_temperature": {
         "seed": 0,
@@ -260,7 +261,8 @@ NOTEBOOKS: dict[str, dict] = {
         "n_teacher": P(
             1000, 25000, None
         ),  # the teacher's training images (cpu: 2 epochs in about 1.5 minutes)
-        "n_train": P(1000, 4000, None),  # the students'
+        # the students' (full: 10,000 of seed 001's 50,000, so nine students fit one GPU session)
+        "n_train": P(1000, 4000, 10000),
         "image_size": P(28, 28, 112),
         "stem": P("small", "small", "imagenet"),
         "blocks": P((1, 1), (3, 3, 3), (6, 12, 24, 16)),

@@ -97,6 +97,7 @@ def test_papermill_parameters_reach_the_record_and_tensorboard_logs_each_student
         "temperature": 5.0,
         "alpha": 0.25,
         "n_train": 600,
+        "student_bn_momentum": 0.5,
         "tensorboard": str(logs),
     }
     error = runner.execute(
@@ -105,10 +106,14 @@ def test_papermill_parameters_reach_the_record_and_tensorboard_logs_each_student
     assert error is None, error
     record = json.loads((tmp_path / f"{nb.stem}.json").read_text())
     assert record["profile"] == "smoke" and record["seed"] == 3
-    for knob in ("temperature", "alpha", "n_train"):
+    for knob in ("temperature", "alpha", "n_train", "student_bn_momentum"):
         assert record["params"][knob] == params[knob]
     assert record["params"]["epochs"] == profiles.NOTEBOOKS[nb.stem]["epochs"].smoke
     executed = nbformat.read(tmp_path / nb.name, as_version=4)
+    printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    momentum = dict(re.findall(r"^(\w+): growth .* BatchNorm momentum (.*)$", printed, re.M))
+    teacher = profiles.NOTEBOOKS[nb.stem]["bn_momentum"].smoke  # not set: the profile's
+    assert momentum == {"teacher": str(teacher), "student": "0.5"}
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
     students = sorted(d.name for d in logs.iterdir() if d.name.startswith("student"))
     assert len(students) == 4 and all(

@@ -103,8 +103,8 @@ device-kit:
 # the code in the records. Its $$OUT takes at most 8 files of 16 MiB
 # (64 MiB in all): what this call added to the cache comes back in 15 MiB pieces when it packs
 # into 45 MiB, without the checkpoints of runs that finished (the cached models hold their
-# weights) and without what was carried in (a 30 MB teacher need not travel back). Notebooks in ONLY
-# run as separate processes sharing the GPU's memory; they take turns on the GPU, so a long
+# weights) and without what was carried in (a 30 MB teacher need not travel back). Notebooks in
+# ONLY run as separate processes sharing the GPU's memory; they take turns on the GPU, so a long
 # notebook runs slower beside another (time it alone). JAX's compilation cache lets same-shaped
 # models reuse a compiled step.
 DEVICE_NOTEBOOKS = $(subst $(comma), ,$(ONLY))
@@ -127,7 +127,7 @@ device-full:
 	tar czf /tmp/device-cache.tgz -T /tmp/device-new; \
 	if [ $$(stat -c %s /tmp/device-cache.tgz) -le $$((45 * 1024 * 1024)) ]; then \
 		split -b 15m /tmp/device-cache.tgz "$$OUT/device-cache.tgz."; \
-	else echo "== .kdcache is over 45 MiB packed: it stays on this machine (it cannot come back)"; fi; \
+	else echo "== what this call added to .kdcache is over 45 MiB packed: it stays on this machine (it cannot come back)"; fi; \
 	ls -l "$$OUT"; \
 	echo "== runner exit status $$status (124: stopped after DEVICE_STEP=$(DEVICE_STEP) s; run it again with .kdcache carried)"; \
 	exit $$status

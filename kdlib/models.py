@@ -140,10 +140,10 @@ def densenet(
     its student (~1.03 M).
 
     ``bn_momentum`` is the BatchNorm layers' moving-average momentum: Keras's 0.99 (the DenseNet
-    notebook's)
-    suits long runs; in a run of a few hundred steps the moving statistics lag so far behind
-    the weights that the model evaluates near chance for the first epochs and far below its
-    training accuracy after them (notebook 02's ``cpu`` profile uses 0.9).
+    notebook's) suits long runs; in a run of a few hundred steps the moving statistics lag so
+    far behind the weights that the model evaluates near chance for the first epochs and far
+    below its training accuracy after them (notebook 02 gives its students 0.9 in every
+    profile, and its teacher 0.9 at ``cpu``).
 
     ``image_size``: resize the input images (bilinear) to this size inside the model, as the
     DenseNet notebook feeds 28x28 MNIST digits to the network at 112x112.

@@ -127,7 +127,8 @@ device-full:
 	tar czf /tmp/device-cache.tgz -T /tmp/device-new; \
 	if [ $$(stat -c %s /tmp/device-cache.tgz) -le $$((45 * 1024 * 1024)) ]; then \
 		split -b 15m /tmp/device-cache.tgz "$$OUT/device-cache.tgz."; \
-	else echo "== what this call added to .kdcache is over 45 MiB packed: it stays on this machine (it cannot come back)"; fi; \
+	else echo "== what this call added to .kdcache is over 45 MiB packed: it stays on this machine (it cannot come back):"; \
+		xargs -a /tmp/device-new -r du -h; fi; \
 	ls -l "$$OUT"; \
 	echo "== runner exit status $$status (124: stopped after DEVICE_STEP=$(DEVICE_STEP) s; run it again with .kdcache carried)"; \
 	exit $$status

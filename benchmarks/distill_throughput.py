@@ -13,9 +13,14 @@ project's CPU machine shares its host, and single timings vary by up to 2x. Targ
 (d). Random images of the pair's size: speed does not depend on the pixel values.
 
     python benchmarks/distill_throughput.py [--pair mlp|cnn|densenet] [--n 12000] [--batch 128]
-        [--repeats 5] [--precision float32|mixed_float16|mixed_bfloat16] [--precisions]
+        [--repeats 5] [--precision float32|mixed_float16|mixed_bfloat16]
+        [--precisions [POLICY ...]]
 
-``--precisions`` times one epoch of the student alone under each dtype policy instead.
+``--precisions`` times the student alone's training step under each dtype policy named (all
+three if none is) instead. On JAX it also prints the step's arithmetic as XLA counts it before
+fusion (floating-point operations and bytes moved) and the rates the measured step achieves:
+set beside the device's peak, they say whether a step is bound by arithmetic, by memory or by
+neither (then by kernel count, launch overhead or poorly shaped kernels).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ PAIRS = {  # name: (input shape, teacher builder, student builder, what it is)
                  functools.partial(models.densenet, 12, input_shape=(112, 112, 1)),
                  "the DenseNet notebook's DenseNet-121, growth 32 -> 12, at 112x112"),
 }  # fmt: skip
+POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 def timings(step, repeats: int) -> tuple[float, np.ndarray]:
@@ -98,25 +104,56 @@ def report(
     return med
 
 
+def step_cost(model, batch: int) -> tuple[float, float] | None:
+    """(floating-point operations, bytes accessed) of one training step of ``model`` on a batch
+    of ``batch``, as XLA's cost analysis counts them in the step's HLO before fusion (so the
+    bytes are an upper bound); None off JAX. The step is the loss's value and gradient, as
+    ``fit`` computes them; the optimizer's update is a few operations per weight, left out."""
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    def loss(trainable, non_trainable, x, y):
+        logits, updates = model.stateless_call(trainable, non_trainable, x, training=True)
+        losses = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        return keras.ops.mean(losses), updates
+
+    x = jax.ShapeDtypeStruct((batch, *model.input_shape[1:]), "float32")
+    y = jax.ShapeDtypeStruct((batch,), "int32")
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    lowered = jax.jit(jax.value_and_grad(loss, has_aux=True)).lower(trainable, non_trainable, x, y)
+    cost = lowered.cost_analysis()
+    return float(cost["flops"]), float(cost["bytes accessed"])
+
+
 def precisions(args, shape, student_build) -> None:
-    """Step time of the student alone under each dtype policy."""
+    """Step time of the student alone under each dtype policy in ``args.precisions``, and on
+    JAX the arithmetic rate and memory traffic that time implies."""
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (args.n, *shape), dtype=np.uint8)
     y = rng.integers(0, 10, args.n)
     batches = data.Batches(x, y, args.batch, shuffle=True)
     print(f"{'policy':<20}{'ms / step (median, range)':>34}")
-    for policy in ("float32", "mixed_float16", "mixed_bfloat16"):
+    for policy in args.precisions or POLICIES:
         keras.config.set_dtype_policy(policy)
         model = train.compile_classifier(student_build(name="student"))
         warmup, times = timings(
             lambda m=model: m.fit(batches, epochs=1, verbose=0, shuffle=False), args.repeats
         )
         ms = 1000 * times / len(batches)
-        print(
+        line = (
             f"{policy:<20}{np.median(ms):>14.1f}  ({ms.min():.1f}–{ms.max():.1f})   "
-            f"compile {max(warmup - np.median(times), 0):.1f} s",
-            flush=True,
+            f"compile {max(warmup - np.median(times), 0):.1f} s"
         )
+        cost = step_cost(model, args.batch)
+        if cost is not None:
+            seconds = float(np.median(ms)) / 1000
+            line += (
+                f"   XLA count: {cost[0] / 1e9:.1f} GFLOP, {cost[1] / 1e9:.2f} GB a step"
+                f" -> {cost[0] / seconds / 1e12:.2f} TFLOP/s, {cost[1] / seconds / 1e9:.0f} GB/s"
+            )
+        print(line, flush=True)
     keras.config.set_dtype_policy("float32")
 
 
@@ -128,11 +165,12 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=5, help="timed epochs per method (after a warm-up)"
     )
+    parser.add_argument("--precision", default="float32", choices=POLICIES)
     parser.add_argument(
-        "--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"]
-    )
-    parser.add_argument(
-        "--precisions", action="store_true", help="time the student alone under each dtype policy"
+        "--precisions",
+        nargs="*",
+        choices=POLICIES,
+        help="time the student alone's step under these dtype policies (all if none is named)",
     )
     parser.add_argument(
         "--loop-steps", type=int, default=40, help="timed steps of the Colab notebook's loop"
@@ -153,7 +191,7 @@ def main() -> None:
         f"{args.n:,} images per epoch, batch {args.batch}, median of {args.repeats} epochs",
         flush=True,
     )
-    if args.precisions:
+    if args.precisions is not None:
         precisions(args, shape, student_build)
         return
 

@@ -16,6 +16,7 @@ def pytest_configure(config):
     os.environ["KDLIB_CACHE_DIR"] = os.path.join(scratch, "cache")
     os.environ.pop("KDLIB_RESUME", None)  # a developer's resumed run does not reach the tests
 
+
 # A run cut off mid-way (a timeout, a killed kernel) leaves its partial copy beside the notebook
 # as a hidden ``.NN_name.*.ipynb`` (kdlib.runner): it is not one of the course's notebooks.
 collect_ignore_glob = ["notebooks/.*.ipynb"]

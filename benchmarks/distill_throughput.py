@@ -14,13 +14,15 @@ project's CPU machine shares its host, and single timings vary by up to 2x. Targ
 
     python benchmarks/distill_throughput.py [--pair mlp|cnn|densenet] [--n 12000] [--batch 128]
         [--repeats 5] [--precision float32|mixed_float16|mixed_bfloat16]
-        [--precisions [POLICY ...]]
+        [--precisions [POLICY ...]] [--student-growth 16]
 
 ``--precisions`` times the student alone's training step under each dtype policy named (all
 three if none is) instead. On JAX it also prints the step's arithmetic as XLA counts it before
 fusion (floating-point operations and bytes moved) and the rates the measured step achieves:
 set beside the device's peak, they say whether a step is bound by arithmetic, by memory or by
-neither (then by kernel count, launch overhead or poorly shaped kernels).
+neither (then by kernel count, launch overhead or poorly shaped kernels). ``--student-growth``
+changes the DenseNet student's growth rate: 16 keeps every channel count a multiple of 8, the
+shapes half-precision tensor cores want, where 12 does not.
 """
 
 from __future__ import annotations
@@ -175,7 +177,14 @@ def main() -> None:
     parser.add_argument(
         "--loop-steps", type=int, default=40, help="timed steps of the Colab notebook's loop"
     )
+    parser.add_argument(
+        "--student-growth",
+        type=int,
+        help="the DenseNet student's growth rate instead of 12 (with --pair densenet)",
+    )
     args = parser.parse_args()
+    if args.student_growth is not None and args.pair != "densenet":
+        parser.error("--student-growth applies to --pair densenet only")
     info = kdlib.device.setup(
         0,
         mixed_precision={
@@ -186,6 +195,9 @@ def main() -> None:
         verbose=False,
     )
     shape, teacher_build, student_build, what = PAIRS[args.pair]
+    if args.student_growth is not None:
+        student_build = functools.partial(models.densenet, args.student_growth, input_shape=shape)
+        what += f" (student at growth {args.student_growth})"
     print(
         f"{what} · backend {info['backend']} on {', '.join(info['devices'])} · {info['policy']} · "
         f"{args.n:,} images per epoch, batch {args.batch}, median of {args.repeats} epochs",

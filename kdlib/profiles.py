@@ -168,6 +168,12 @@ SPECS: dict[str, Spec] = {
     "teacher_width": Spec("float", "channel multiplier of the teacher", low=0.01, high=16.0),
     "student_width": Spec("float", "channel multiplier of the student", low=0.01, high=16.0),
     "member_dropout": Spec("float", "dropout rate of the ensemble's members", low=0.0, high=0.9),
+    "hinton_dropout": Spec(
+        "float", "dropout rate of the 2x1200 teacher's hidden units", low=0.0, high=0.9
+    ),
+    "hinton_input_dropout": Spec(
+        "float", "dropout rate of the 2x1200 teacher's input pixels", low=0.0, high=0.9
+    ),
     "members": Spec("int", "how many CNNs the ensemble averages", low=1, high=5),
     "student_dropout": Spec("float", "dropout rate of the single CNN", low=0.0, high=0.9),
     "student_hidden": Spec("ints", "hidden units of the student MLP, per layer", low=1),
@@ -250,6 +256,10 @@ NOTEBOOKS: dict[str, dict] = {
         "hinton_temperature": 20.0,
         "hinton_alpha": P(0.5, 0.5, 0.9),  # full: chosen on validation against 0.5 (notebook)
         "hinton_lr": 1e-3,
+        # the teacher's dropout: Hinton et al.'s (after Srivastava et al.) at smoke and cpu; full's
+        # chosen on validation at 50 and 200 epochs (notebook)
+        "hinton_dropout": P(0.5, 0.5, 0.3),
+        "hinton_input_dropout": P(0.2, 0.2, 0.0),
         "hinton_teacher_epochs": P(1, 20, 200),
         "hinton_student_epochs": P(1, 6, 60),
     },

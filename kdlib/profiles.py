@@ -256,8 +256,8 @@ NOTEBOOKS: dict[str, dict] = {
         "hinton_temperature": 20.0,
         "hinton_alpha": P(0.5, 0.5, 0.9),  # full: chosen on validation against 0.5 (notebook)
         "hinton_lr": 1e-3,
-        # the teacher's dropout: Hinton et al.'s (after Srivastava et al.) at smoke and cpu; full's
-        # chosen on validation at 50 and 200 epochs (notebook)
+        # the teacher's dropout: at smoke and cpu the recipe of the dropout paper Hinton et al.
+        # cite (Hinton et al. 2012); full's chosen on validation at 50 and 200 epochs (notebook)
         "hinton_dropout": P(0.5, 0.5, 0.3),
         "hinton_input_dropout": P(0.2, 0.2, 0.0),
         "hinton_teacher_epochs": P(1, 20, 200),

@@ -370,8 +370,11 @@ def distil(
         )
 
     if cache.resuming():
+        # a Distiller option given as None is its default (augment=None: none), so the run
+        # is the one without it, and keyed alike
+        given = {k: v for k, v in distiller_kwargs.items() if v is not None}
         settings = dict(
-            distiller_kwargs,
+            given,
             epochs=epochs,
             seed=seed,
             alpha=alpha,

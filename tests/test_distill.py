@@ -482,9 +482,11 @@ def test_a_resumed_run_loads_each_finished_student_and_retrains_only_what_change
     real_fit = train.fit
     monkeypatch.setattr(train, "fit", lambda *a, **k: fits.append(k["name"]) or real_fit(*a, **k))
 
-    def run(data=soft, alpha=0.5, seed=0, name="s"):
+    def run(data=soft, alpha=0.5, seed=0, name="s", **options):
         build = functools.partial(_net, "student")
-        return train.distil(build, data, val, test, epochs=2, seed=seed, alpha=alpha, name=name)
+        return train.distil(
+            build, data, val, test, epochs=2, seed=seed, alpha=alpha, name=name, **options
+        )
 
     monkeypatch.setenv("KDLIB_RESUME", "0")  # the default: nothing cached
     off = run()
@@ -502,12 +504,15 @@ def test_a_resumed_run_loads_each_finished_student_and_retrains_only_what_change
         first.history,
     )
     np.testing.assert_allclose(_np(again.model(x)), _np(first.model(x)), rtol=1e-6)
+    run(augment=None)  # an option at its default, spelled out: the same run
+    assert fits == ["s", "s"]
 
     run(alpha=0.7)
     run(seed=1)
     run(data=Batches(x, y, 8, shuffle=True, seed=0, teacher_logits=logits + 1))
     run(data=plain, alpha=0.0)
-    assert fits == ["s"] * 6  # another alpha, seed, teacher or data: trained anew
+    run(kind="ce")
+    assert fits == ["s"] * 7  # another alpha, seed, teacher, data or option: trained anew
 
     monkeypatch.setenv("KDLIB_RESUME", "yes")
     with pytest.raises(ValueError, match="KDLIB_RESUME must be 0 or 1"):

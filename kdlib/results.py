@@ -162,6 +162,8 @@ class Run:
         self.started = _dt.datetime.now(_dt.timezone.utc)
         self._t0 = time.perf_counter()
         self._cache_mark = len(cache.loaded())
+        # the code this run executes: edits made in the checkout while it runs are not its
+        self._commit = git_commit()
 
     def log(self, **metrics) -> None:
         """Record metrics (numbers, lists, nested dicts); later values replace earlier ones."""
@@ -169,7 +171,7 @@ class Run:
 
     def record(self) -> dict:
         """The record as a dict (what :meth:`save` writes)."""
-        commit = git_commit()
+        commit = self._commit
         return {
             "notebook": self.notebook,
             "profile": self.config.get("profile"),

@@ -419,3 +419,13 @@ def test_git_commit_names_the_callers_commit_where_given(tmp_path, monkeypatch):
     assert results.git_commit() == {"commit": "abc1234", "dirty": None}
     monkeypatch.delenv("KDLIB_SOURCE_COMMIT")
     assert results.git_commit() == {"commit": None, "dirty": None}
+
+
+def test_a_record_names_the_commit_its_run_started_from(monkeypatch):
+    """A long run (01 at full: hours) outlives edits to the checkout; its record describes the
+    code it executed, read when the run began, not the tree at the moment it is saved."""
+    monkeypatch.setattr(results, "git_commit", lambda: {"commit": "aaa1111", "dirty": False})
+    run = results.Run("00_soft_targets_temperature", {"profile": "smoke"})
+    monkeypatch.setattr(results, "git_commit", lambda: {"commit": "bbb2222", "dirty": True})
+    record = run.record()  # the checkout was edited and committed while the run went on
+    assert (record["git_commit"], record["git_dirty"]) == ("aaa1111", False)

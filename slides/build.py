@@ -169,6 +169,13 @@ def _table_01(m, paper: bool):
         ("2×1200 teacher", [m["hinton_teacher_errors"]], "67", None),
         ("2×800 alone", m["hinton_alone_errors"], "146", None),
         ("2×800 distilled, T = 20", m["hinton_distilled_errors"], "74", m["hinton_alone_errors"]),
+        ("2×800 alone, jittered images", m["hinton_alone_jittered_errors"], "", None),
+        (
+            "2×800 distilled, jittered images",
+            m["hinton_distilled_jittered_errors"],
+            "",
+            m["hinton_alone_jittered_errors"],
+        ),
     ]
     table = []
     for name, errors, published, against in rows:

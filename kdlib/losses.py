@@ -218,26 +218,14 @@ def soft_loss(
 
 
 def kd_loss(
-    labels,
-    student_logits,
-    teacher_logits=None,
-    *,
-    temperature: float,
-    alpha: float,
-    kind: str = "kl",
-    t2_scaling: bool = True,
-    target_probs=None,
+    labels, student_logits, teacher_logits=None, *, temperature: float, alpha: float, **options
 ):
-    """``(1 - alpha) * hard + alpha * soft`` (see the module docstring); returns a scalar."""
+    """``(1 - alpha) * hard + alpha * soft`` (see the module docstring); returns a scalar.
+
+    ``options`` are :func:`soft_loss`'s: ``kind``, ``t2_scaling``, ``target_probs``.
+    """
     hard, soft = kd_terms(
-        labels,
-        student_logits,
-        teacher_logits,
-        temperature=temperature,
-        alpha=alpha,
-        kind=kind,
-        t2_scaling=t2_scaling,
-        target_probs=target_probs,
+        labels, student_logits, teacher_logits, temperature=temperature, alpha=alpha, **options
     )
     return (1.0 - alpha) * hard + alpha * soft
 

@@ -10,6 +10,8 @@ fonts in one format each), with the licences that must travel with them.
 Directives in deck.md (each on its own line):
     ::figure NAME       a figure made by FIGURES[NAME] from the records
     ::table NAME        a table made by TABLES[NAME] from the records
+NAME is a notebook's number (its cpu record); "full/NN" takes notebook NN's full-profile record
+instead (its figure by FIGURES[NN], its table by table_full).
 A line of three dashes separates slides; a slide starting with "<!-- section -->" gets a title
 style. Run with `make slides`.
 """
@@ -80,6 +82,11 @@ def fig_00(r):
     return plots.curves(lines, ylabel=f"validation accuracy ({_label(r)})")
 
 
+def fig_01(r):
+    curves = {f"2×800 {k}": v for k, v in r["metrics"]["hinton_curves"].items()}
+    return plots.curves(curves, ylabel=f"validation accuracy ({_label(r)})")
+
+
 def fig_02(r):
     curves = {f"student {k}": v for k, v in r["metrics"]["curves"].items()}
     return plots.curves(curves, ylabel=f"validation accuracy ({_label(r)})")
@@ -129,6 +136,7 @@ def fig_05(r):
 FIGURES = {
     "soft_targets": fig_soft_targets,
     "00": fig_00,
+    "01": fig_01,
     "02": fig_02,
     "03": fig_03,
     "04": fig_04,
@@ -334,6 +342,30 @@ def _caption(r: dict) -> str:
 # --------------------------------------------------------------------------- build
 
 
+def render_directive(kind: str, name: str, recs: dict, figures: Path) -> list[str]:
+    """The HTML of one ``::figure NAME`` or ``::table NAME`` line: NAME is a notebook's number,
+    ``full/NN`` for its full-profile run, or ``soft_targets``."""
+    full = name.startswith("full/")
+    if full:
+        record = _full_record(name, recs)
+    else:
+        record = _record_for(name, recs) if name != "soft_targets" else {}
+    if record is None:
+        missing = (
+            f"no full-profile run of notebook {name[5:]} is committed yet"
+            if full
+            else f"no record for notebook {name} yet: run it (make notebooks)"
+        )
+        return [f'<p class="missing">{html.escape(missing)}</p>']
+    caption = [_caption(record)] if record else []
+    if kind == "::table":
+        return [_html_table(table_full(record) if full else TABLES[name](record)), *caption]
+    path = figures / f"figure_{name.replace('/', '_')}.png"
+    FIGURES[name.removeprefix("full/")](record).savefig(path, dpi=110)
+    image = f'<img class="figure" src="figures/{path.name}" alt="figure {html.escape(name)}">'
+    return [image, *caption]
+
+
 def render_slide(text: str, recs: dict, figures: Path) -> str:
     """One slide's Markdown with its directives replaced by figures and tables."""
     parts, markdown = [], mistune.create_markdown(escape=False, plugins=["table", "math"])
@@ -348,34 +380,7 @@ def render_slide(text: str, recs: dict, figures: Path) -> str:
         kind, _, name = line.strip().partition(" ")
         if kind in ("::figure", "::table"):
             flush()
-            if name.startswith("full/"):
-                record = _full_record(name, recs)
-                if record is None:
-                    parts.append(
-                        f'<p class="missing">no full-profile run of notebook '
-                        f"{html.escape(name[5:])} is committed yet</p>"
-                    )
-                else:
-                    parts.append(_html_table(table_full(record)))
-                    parts.append(_caption(record))
-                continue
-            record = _record_for(name, recs) if name != "soft_targets" else {}
-            if record is None:
-                parts.append(
-                    f'<p class="missing">no record for notebook {html.escape(name)} yet: '
-                    "run it (make notebooks)</p>"
-                )
-            elif kind == "::figure":
-                path = figures / f"figure_{name}.png"
-                FIGURES[name](record).savefig(path, dpi=110)
-                parts.append(
-                    f'<img class="figure" src="figures/{path.name}" '
-                    f'alt="figure {html.escape(name)}">'
-                )
-                if record:
-                    parts.append(_caption(record))
-            else:
-                parts.append(_html_table(TABLES[name](record)) + _caption(record))
+            parts.extend(render_directive(kind, name, recs, figures))
         else:
             chunk.append(line)
     flush()

@@ -119,6 +119,19 @@ def test_a_full_slide_without_its_run_says_so(tmp_path):
     assert "no full-profile run of notebook 05 is committed yet" in html
 
 
+def test_a_full_figure_is_drawn_from_the_full_record(tmp_path):
+    spec = importlib.util.spec_from_file_location("slides_build", ROOT / "slides" / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    recs = build.records()
+    html = build.render_slide("::figure full/01", recs, tmp_path)
+    assert (tmp_path / "figure_full_01.png").stat().st_size > 0
+    assert 'src="figures/figure_full_01.png"' in html
+    assert "profile full" in html and "profile cpu" not in html
+    cpu = build.render_slide("::figure 01", recs, tmp_path)
+    assert "profile cpu" in cpu and "profile full" not in cpu
+
+
 def test_build_vendors_only_the_files_the_deck_loads(deck):
     """Every copied reveal.js/KaTeX file is loaded by index.html or its CSS (licences apart), and
     every file they load is there. Measured with reveal.js 5.2.1 and KaTeX 0.16.22: 1.24 MB in 35

@@ -111,18 +111,22 @@ def test_the_deck_shows_every_committed_full_run_and_where_it_ran(deck):
         assert f"{where}, {r['machine']['backend']}, {r['machine']['dtype_policy']}" in text
 
 
-def test_a_full_slide_without_its_run_says_so(tmp_path):
+def _build_module():
+    """slides/build.py as a module (it is a script, not part of the package)."""
     spec = importlib.util.spec_from_file_location("slides_build", ROOT / "slides" / "build.py")
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
+    return build
+
+
+def test_a_full_slide_without_its_run_says_so(tmp_path):
+    build = _build_module()
     html = build.render_slide("::table full/05", {}, tmp_path)
     assert "no full-profile run of notebook 05 is committed yet" in html
 
 
 def test_a_full_figure_is_drawn_from_the_full_record(tmp_path):
-    spec = importlib.util.spec_from_file_location("slides_build", ROOT / "slides" / "build.py")
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
+    build = _build_module()
     recs = build.records()
     html = build.render_slide("::figure full/01", recs, tmp_path)
     assert (tmp_path / "figure_full_01.png").stat().st_size > 0

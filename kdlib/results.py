@@ -22,7 +22,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +141,16 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def val_curves(histories: Mapping[str, Sequence[Mapping]]) -> dict:
+    """What a record keeps of training histories (``{label: [history per seed]}``): each run's
+    validation accuracy per epoch, enough for ``kdlib.plots.curves`` to draw them again; the
+    losses are left out, which keeps records small."""
+    return {
+        str(label): [{"val_accuracy": list(h["val_accuracy"])} for h in runs]
+        for label, runs in histories.items()
+    }
 
 
 class Run:

@@ -429,3 +429,18 @@ def test_a_record_names_the_commit_its_run_started_from(monkeypatch):
     monkeypatch.setattr(results, "git_commit", lambda: {"commit": "bbb2222", "dirty": True})
     record = run.record()  # the checkout was edited and committed while the run went on
     assert (record["git_commit"], record["git_dirty"]) == ("aaa1111", False)
+
+
+def test_val_curves_keep_each_runs_validation_accuracy_and_nothing_else():
+    from kdlib import plots
+
+    hist = {"loss": [0.9, 0.5], "val_loss": [0.8, 0.6], "val_accuracy": [0.91, 0.95]}
+    other = {"loss": [1.0, 0.4], "val_accuracy": np.array([0.90, 0.97])}
+    kept = results.val_curves({"alone": [hist, other], 7: [hist]})
+    assert kept == {
+        "alone": [{"val_accuracy": [0.91, 0.95]}, {"val_accuracy": [0.90, 0.97]}],
+        "7": [{"val_accuracy": [0.91, 0.95]}],
+    }
+    assert json.loads(json.dumps(results._plain(kept))) == kept  # a record can hold it
+    fig = plots.curves(kept)  # and a figure can be drawn again from it
+    assert len(fig.axes[0].lines) == 2

@@ -67,12 +67,18 @@ def committed_dir(profile: str) -> Path:
 def git_commit() -> dict:
     """The repository's current commit and whether the working tree differs from it.
 
-    ``$KDLIB_SOURCE_COMMIT``, where set, names the commit instead, and ``dirty`` is None
-    (unknown): ``make device-full`` sets it from the caller's clean checkout, because the copy a
-    lent GPU machine gets need not carry that checkout's ``.git`` (on 2026-11-26 it carried an
-    older HEAD, and git there called the tree dirty). Outside a checkout without it: both None."""
+    ``$KDLIB_SOURCE_COMMIT``, where set, names the commit instead, and ``dirty`` is
+    ``$KDLIB_SOURCE_DIRTY`` (``1`` or ``0``), else None (unknown). ``make device-full`` sets the
+    commit from the caller's clean checkout, because the copy a lent GPU machine gets need not
+    carry that checkout's ``.git`` (on 2026-11-26 it carried an older HEAD, and git there called
+    the tree dirty); the runner sets both (:func:`source_env`). Outside a checkout without
+    them: both None."""
     if os.environ.get("KDLIB_SOURCE_COMMIT"):
-        return {"commit": os.environ["KDLIB_SOURCE_COMMIT"], "dirty": None}
+        dirty = os.environ.get("KDLIB_SOURCE_DIRTY")
+        return {
+            "commit": os.environ["KDLIB_SOURCE_COMMIT"],
+            "dirty": None if dirty is None else dirty == "1",
+        }
 
     def git(*args) -> str:
         return subprocess.run(
@@ -90,6 +96,18 @@ def git_commit() -> dict:
         }
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
+
+
+def source_env() -> dict:
+    """The environment that makes :func:`git_commit` in a notebook's kernel report the tree as it
+    is now. The runner takes it once, before its first notebook: each notebook it commits
+    rewrites tracked files (the executed notebook, its record), which would otherwise make the
+    next notebook's record say its code was not the commit's."""
+    found = git_commit()
+    env = {"KDLIB_SOURCE_COMMIT": found["commit"]} if found["commit"] else {}
+    if found["commit"] and found["dirty"] is not None:
+        env["KDLIB_SOURCE_DIRTY"] = "1" if found["dirty"] else "0"
+    return env
 
 
 def machine() -> dict:

@@ -139,13 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     out = (args.out or results.REPO / "runs" / args.profile).absolute()
     records = results.committed_dir(args.profile) if args.commit else out
     failures = {}
+    source = results.source_env()  # the tree as found: what every record here names
     for i, nb in enumerate(todo, 1):
         where = _destination(nb, args.profile, args.commit, out)
         print(f"[{i}/{len(todo)}] {nb.name} at profile {args.profile} -> {where}", flush=True)
         start = time.perf_counter()
-        error = run_one(
-            nb, args.profile, commit=args.commit, out=out, records=records, resume=args.resume
-        )
+        with mock.patch.dict(os.environ, source):
+            error = run_one(
+                nb, args.profile, commit=args.commit, out=out, records=records, resume=args.resume
+            )
         minutes = (time.perf_counter() - start) / 60
         if error:
             failures[nb.name] = error

@@ -154,6 +154,26 @@ def test_a_failed_committed_run_leaves_the_notebook_untouched_and_keeps_the_fail
     assert "fine" in _outputs(_code(nbformat.read(ok, as_version=4))[0])  # replaced by the run
 
 
+def test_every_notebook_of_one_runner_call_names_the_tree_the_call_found(tmp_path, monkeypatch):
+    """The runner's first committed notebook rewrites tracked files; the kernels of the later
+    ones must still record the commit and state the call started from, not a "dirty" tree."""
+    cell = (
+        "import os\n"
+        "print('SOURCE', *(os.environ.get(f'KDLIB_SOURCE_{k}') for k in ('COMMIT', 'DIRTY')))"
+    )
+    folder = tmp_path / "nbs"
+    for name in ("90_first.ipynb", "91_second.ipynb"):
+        _notebook(folder, name, cell)
+    monkeypatch.setattr(runner, "NOTEBOOKS", folder)
+    monkeypatch.setattr(results, "git_commit", lambda: {"commit": "aaa1111", "dirty": False})
+    monkeypatch.delenv("KDLIB_SOURCE_COMMIT", raising=False)
+    assert runner.main(["--profile", "smoke", "--out", str(tmp_path / "runs")]) == 0
+    for name in ("90_first.ipynb", "91_second.ipynb"):
+        out = _outputs(_code(nbformat.read(tmp_path / "runs" / name, as_version=4))[0])
+        assert "SOURCE aaa1111 0" in out, (name, out)  # what results.git_commit reads there
+    assert "KDLIB_SOURCE_COMMIT" not in os.environ  # the caller's environment is left alone
+
+
 def test_committed_runs_go_where_readers_find_them(tmp_path):
     nb = runner.NOTEBOOKS / "00_soft_targets_temperature.ipynb"
     assert runner._destination(nb, "cpu", True, tmp_path) == nb

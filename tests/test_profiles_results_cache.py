@@ -4,6 +4,7 @@ import json
 import os
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import keras
 import numpy as np
@@ -419,6 +420,24 @@ def test_git_commit_names_the_callers_commit_where_given(tmp_path, monkeypatch):
     assert results.git_commit() == {"commit": "abc1234", "dirty": None}
     monkeypatch.delenv("KDLIB_SOURCE_COMMIT")
     assert results.git_commit() == {"commit": None, "dirty": None}
+
+
+def test_source_env_carries_the_tree_as_found_to_another_process(monkeypatch):
+    """What the runner hands its kernels: git_commit() there reports the tree the runner found,
+    whatever the checkout has become since."""
+    for var in ("KDLIB_SOURCE_COMMIT", "KDLIB_SOURCE_DIRTY"):
+        monkeypatch.delenv(var, raising=False)
+    real = results.git_commit
+    for dirty, flag in ((False, "0"), (True, "1")):
+        found = {"commit": "aaa1111", "dirty": dirty}
+        monkeypatch.setattr(results, "git_commit", lambda found=found: found)
+        env = results.source_env()
+        assert env == {"KDLIB_SOURCE_COMMIT": "aaa1111", "KDLIB_SOURCE_DIRTY": flag}
+        monkeypatch.setattr(results, "git_commit", real)
+        with mock.patch.dict(os.environ, env):
+            assert results.git_commit() == {"commit": "aaa1111", "dirty": dirty}
+    monkeypatch.setattr(results, "git_commit", lambda: {"commit": None, "dirty": None})
+    assert results.source_env() == {}  # nothing known: nothing pinned
 
 
 def test_a_record_names_the_commit_its_run_started_from(monkeypatch):

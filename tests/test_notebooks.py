@@ -241,19 +241,29 @@ def test_the_colab_install_cell_installs_the_pinned_release_from_a_clone(tmp_pat
     assert (site / f"kdlib-{kdlib.__version__}.dist-info").is_dir()
 
 
-def test_a_notebook_runs_on_jax_without_tensorflow(tmp_path, monkeypatch):
-    """What `pip install -e ".[jax]"` gives: the kernel runs on JAX with TensorFlow made
-    unimportable (`tests/no_tensorflow.py` as an IPython start-up file), so nothing the notebook
-    does may need it, and its record must not name TensorFlow."""
+def test_a_jax_kernel_without_tensorflow_records_jax_and_no_tensorflow(tmp_path, monkeypatch):
+    """What `pip install -e ".[jax]"` gives: a kernel on JAX with TensorFlow made unimportable
+    (`tests/no_tensorflow.py` as an IPython start-up file). `make test` runs every notebook so;
+    here a notebook's opening cells (parameters, `course.start`) and its `run.save()`, through
+    the runner, must write a record that names JAX and not TensorFlow."""
     startup = tmp_path / "ipython" / "profile_default" / "startup"
     startup.mkdir(parents=True)
     (startup / "00-no-tensorflow.py").write_text((ROOT / "tests" / "no_tensorflow.py").read_text())
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     monkeypatch.setenv("KERAS_BACKEND", "jax")
-    nb = ROOT / "notebooks" / "00_soft_targets_temperature.ipynb"
-    error = runner.execute(nb, tmp_path / nb.name, profile="smoke", results_dir=tmp_path)
+    nb = nbformat.read(ROOT / "notebooks" / "00_soft_targets_temperature.ipynb", as_version=4)
+    nb.cells = _code(nb)[:3] + [
+        nbformat.v4.new_code_cell("import sys\nassert 'tensorflow' not in sys.modules"),
+        nbformat.v4.new_code_cell("run.save()"),
+    ]
+    assert "course.start(" in nb.cells[2].source
+    path = tmp_path / "00_soft_targets_temperature.ipynb"
+    nbformat.write(nb, path)
+    error = runner.execute(
+        path, tmp_path / "out" / path.name, profile="smoke", results_dir=tmp_path
+    )
     assert error is None, error
-    record = json.loads((tmp_path / f"{nb.stem}.json").read_text())
+    record = json.loads((tmp_path / f"{path.stem}.json").read_text())
     assert record["machine"]["backend"] == "jax" and "tensorflow" not in record["versions"]
     assert "jax" in record["versions"]
 

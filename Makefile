@@ -51,22 +51,28 @@ $(VENV)/.installed-$(BACKEND): pyproject.toml
 
 install: $(VENV)/.installed-$(BACKEND)
 
-# The notebooks' JAX pass runs with TensorFlow unimportable (tests/no_tensorflow.py, a JAX-only
-# install), beside the others (its time is mostly XLA compiling, one core), at XLA's lowest CPU
-# optimisation level: smoke numbers mean nothing, compile time is what costs.
+# Three lanes side by side, since none keeps both cores busy on its own (CI has 2): the unit
+# tests under TensorFlow; every notebook at smoke under TensorFlow (nbval); and under JAX, in
+# kernels where TensorFlow cannot be imported (tests/no_tensorflow.py, a JAX-only install),
+# every notebook at XLA's lowest CPU optimisation level (smoke numbers mean nothing, compile
+# time is what costs), then the backend-agnostic unit tests. Each lane's output is printed
+# whole once all three have ended.
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	@log=$$(mktemp); ipy=$$(mktemp -d); mkdir -p $$ipy/profile_default/startup; \
+	@logs=$$(mktemp -d); ipy=$$logs/ipython; mkdir -p $$ipy/profile_default/startup; \
 	cp tests/no_tensorflow.py $$ipy/profile_default/startup/00-no-tensorflow.py; \
-	IPYTHONDIR=$$ipy XLA_FLAGS=--xla_backend_optimization_level=0 KERAS_BACKEND=jax \
-		$(PY) -m pytest -q notebooks > $$log 2>&1 & jax=$$!; \
-	$(PY) -m pytest; tf=$$?; \
-	KERAS_BACKEND=jax $(PY) -m pytest -m backend tests; units=$$?; \
-	wait $$jax; notebooks=$$?; \
-	echo "== every notebook at smoke under KERAS_BACKEND=jax, TensorFlow unimportable (ran beside the passes above):"; \
-	cat $$log; rm -rf $$log $$ipy; \
-	test $$tf -eq 0 && test $$units -eq 0 && test $$notebooks -eq 0
+	( IPYTHONDIR=$$ipy XLA_FLAGS=--xla_backend_optimization_level=0 KERAS_BACKEND=jax \
+		$(PY) -m pytest -q notebooks; a=$$?; KERAS_BACKEND=jax $(PY) -m pytest -q -m backend tests; \
+		b=$$?; test $$a -eq 0 && test $$b -eq 0 ) > $$logs/jax 2>&1 & jax=$$!; \
+	$(PY) -m pytest notebooks > $$logs/notebooks 2>&1 & notebooks=$$!; \
+	echo "== unit tests, TensorFlow (the notebook lanes' outputs follow once they end)"; \
+	$(PY) -m pytest tests; units=$$?; \
+	wait $$notebooks; nb=$$?; wait $$jax; jx=$$?; \
+	echo "== every notebook at smoke, TensorFlow:"; cat $$logs/notebooks; \
+	echo "== KERAS_BACKEND=jax, TensorFlow unimportable: every notebook at smoke, then the backend-agnostic unit tests:"; \
+	cat $$logs/jax; rm -rf $$logs; \
+	test $$units -eq 0 && test $$nb -eq 0 && test $$jx -eq 0
 
 run: install
 	$(PY) -m kdlib.runner --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) $(if $(filter 1,$(RESUME)),--resume)

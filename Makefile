@@ -52,27 +52,28 @@ $(VENV)/.installed-$(BACKEND): pyproject.toml
 install: $(VENV)/.installed-$(BACKEND)
 
 # Three lanes side by side, since none keeps both cores busy on its own (CI has 2): the unit
-# tests under TensorFlow; every notebook at smoke under TensorFlow (nbval); and under JAX, in
-# kernels where TensorFlow cannot be imported (tests/no_tensorflow.py, a JAX-only install),
-# every notebook at XLA's lowest CPU optimisation level (smoke numbers mean nothing, compile
-# time is what costs), then the backend-agnostic unit tests. Each lane's output is printed
-# whole once all three have ended.
+# tests under TensorFlow, then the backend-agnostic ones under JAX; every notebook at smoke
+# under TensorFlow (nbval); and every notebook under JAX, in kernels where TensorFlow cannot be
+# imported (tests/no_tensorflow.py, a JAX-only install), at XLA's lowest CPU optimisation level
+# (smoke numbers mean nothing, compile time is what costs). The notebook lanes' outputs are
+# printed whole once they end.
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	@logs=$$(mktemp -d); ipy=$$logs/ipython; mkdir -p $$ipy/profile_default/startup; \
 	cp tests/no_tensorflow.py $$ipy/profile_default/startup/00-no-tensorflow.py; \
-	( IPYTHONDIR=$$ipy XLA_FLAGS=--xla_backend_optimization_level=0 KERAS_BACKEND=jax \
-		$(PY) -m pytest -q notebooks; a=$$?; KERAS_BACKEND=jax $(PY) -m pytest -q -m backend tests; \
-		b=$$?; test $$a -eq 0 && test $$b -eq 0 ) > $$logs/jax 2>&1 & jax=$$!; \
+	IPYTHONDIR=$$ipy XLA_FLAGS=--xla_backend_optimization_level=0 KERAS_BACKEND=jax \
+		$(PY) -m pytest -q notebooks > $$logs/jax 2>&1 & jax=$$!; \
 	$(PY) -m pytest notebooks > $$logs/notebooks 2>&1 & notebooks=$$!; \
 	echo "== unit tests, TensorFlow (the notebook lanes' outputs follow once they end)"; \
 	$(PY) -m pytest tests; units=$$?; \
+	echo "== backend-agnostic unit tests, KERAS_BACKEND=jax"; \
+	KERAS_BACKEND=jax $(PY) -m pytest -m backend tests; jaxunits=$$?; \
 	wait $$notebooks; nb=$$?; wait $$jax; jx=$$?; \
 	echo "== every notebook at smoke, TensorFlow:"; cat $$logs/notebooks; \
-	echo "== KERAS_BACKEND=jax, TensorFlow unimportable: every notebook at smoke, then the backend-agnostic unit tests:"; \
+	echo "== every notebook at smoke, KERAS_BACKEND=jax, TensorFlow unimportable:"; \
 	cat $$logs/jax; rm -rf $$logs; \
-	test $$units -eq 0 && test $$nb -eq 0 && test $$jx -eq 0
+	test $$units -eq 0 && test $$jaxunits -eq 0 && test $$nb -eq 0 && test $$jx -eq 0
 
 run: install
 	$(PY) -m kdlib.runner --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) $(if $(filter 1,$(RESUME)),--resume)

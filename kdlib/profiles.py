@@ -243,9 +243,7 @@ NOTEBOOKS: dict[str, dict] = {
         "batch_size": 128,
         "schedule": P("constant", "constant", "cosine"),  # the students' learning rate
         # part 1: an ensemble of CNNs, distilled into one CNN
-        # cpu: 30,000 made 01 take 17.6 minutes from an empty cache (2-core CPU, 2026-12-01);
-        # part 1's eleven CNNs were 6.3 of them
-        "cnn_n_train": P(2000, 10000, None),
+        "cnn_n_train": P(2000, 30000, None),
         "cnn_width": P(0.25, 0.5, 1.0),
         "members": P(2, 5, 5),
         "epochs": P(1, 6, 20),

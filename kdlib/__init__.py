@@ -20,6 +20,8 @@ from kdlib import _quiet  # noqa: E402
 with _quiet.tensorflow_startup():
     import keras  # noqa: E402, F401  (imports TensorFlow on its backend: the noisy moment)
 
+    _quiet.first_half_precision_value()
+
 from kdlib import (  # noqa: E402
     cache,
     course,

@@ -20,7 +20,8 @@ from collections.abc import Iterator
 STARTUP = re.compile(
     r"absl::InitializeLog|oneDNN custom operations|cudart_stub|cuda_platform\.cc|cuInit|"
     r"cpu_feature_guard|To enable the following instructions|Unable to register cu(DNN|FFT|BLAS)|"
-    r"computation placer already registered|TF-TRT Warning|cuda_executor|cuda_diagnostics"
+    r"computation placer already registered|TF-TRT Warning|cuda_executor|cuda_diagnostics|"
+    r"oneDNN supports DT_HALF only"
 )
 # The converters' and LiteRT's routine lines: absl INFO and WARNING lines (``I0000 ...``,
 # ``W0000 ...``), the quantizer's settings line, LiteRT's "INFO: Created ... delegate".
@@ -33,6 +34,23 @@ CONVERTERS = re.compile(
 def tensorflow_startup():
     """:func:`filtered_stderr` for TensorFlow's import and first device query."""
     return filtered_stderr(STARTUP)
+
+
+def first_half_precision_value():
+    """Make one float16 value on TensorFlow (call it inside :func:`tensorflow_startup`).
+
+    On a CPU without AVX-512's float16 instructions, the first float16 value a TensorFlow
+    process makes logs "oneDNN supports DT_HALF only on platforms with AVX-512. Falling back to
+    the default Eigen-based implementation", an error-level line that ``TF_CPP_MIN_LOG_LEVEL=2``
+    lets through, once per process. Nothing is wrong (TensorFlow falls back), so it is made here,
+    where the start-up filter drops it, and not in a notebook's first mixed-precision cell.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.cast(tf.constant(0.0), tf.float16)
 
 
 @contextlib.contextmanager

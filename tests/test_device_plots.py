@@ -1,5 +1,9 @@
 """kdlib.device and kdlib.plots."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -112,3 +116,16 @@ def test_curves_and_sweep_plots():
     )
     fig = plots.accuracy_vs_size({"teacher": (3.3, [0.9, 0.91]), "q2": (0.2, [0.8])})
     assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].texts) == 2
+
+
+def test_importing_kdlib_leaves_no_native_notice_for_a_later_float16_value():
+    pytest.importorskip("tensorflow")
+    probe = (
+        "import kdlib, keras, numpy as np\nkeras.ops.cast(np.ones(3), 'float16')\nprint('done')\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    run = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "done", run.stderr
+    assert "oneDNN" not in run.stderr and "DT_HALF" not in run.stderr, run.stderr

@@ -440,6 +440,32 @@ def test_augmentation_with_an_online_teacher_shows_both_the_same_images():
     )
 
 
+@pytest.mark.backend
+def test_a_distil_run_traces_its_training_step_once(monkeypatch):
+    # The step's Python runs only when the backend traces it: once per run, not once to make
+    # the optimizer's variables and again without (TensorFlow, before fit built them: ~3 s a run)
+    traced = []
+    compute_loss = distill.Distiller.compute_loss
+
+    def counting(self, *args, training=True, **kwargs):
+        traced.append(training)
+        return compute_loss(self, *args, training=training, **kwargs)
+
+    monkeypatch.setattr(distill.Distiller, "compute_loss", counting)
+    x, y = _data(n=48)
+    batches = Batches(x, y, 8, teacher_logits=rng.normal(size=(48, 4)).astype(np.float32))
+    train.distil(
+        lambda: _net("once"),
+        batches,
+        Batches(x, y, 16),
+        Batches(x, y, 16),
+        epochs=3,
+        seed=0,
+        temperature=2.0,
+    )
+    assert traced.count(True) == 1
+
+
 def test_progress_bar_counts_every_batch_and_line_mode_prints_one_line(monkeypatch, capsys):
     x, y = _data(n=48)
     batches = Batches(x, y, 8)

@@ -175,6 +175,14 @@ class _Backup(keras.callbacks.Callback):
                 old.unlink()
 
 
+def _build_optimizer(model: keras.Model) -> None:
+    """Create the optimizer's variables now, not in Keras's first step: under TensorFlow a step
+    that creates variables is traced twice (about 3 s a run), and a restored run needs them
+    before it loads the optimizer's state."""
+    if model.optimizer is not None and not model.optimizer.built and model.trainable_variables:
+        model.optimizer.build(model.trainable_variables)
+
+
 def _restore(model: keras.Model, folder: Path, data: Batches) -> tuple[int, dict, float]:
     """Load the state :class:`_Backup` left in ``folder`` into ``model``: ``(epochs done,
     history so far, seconds spent on them)``, or ``(0, {}, 0.0)`` when there is none."""
@@ -184,8 +192,7 @@ def _restore(model: keras.Model, folder: Path, data: Batches) -> tuple[int, dict
     state = json.loads(progress.read_text())
     if not model.built:  # a Distiller is built by its first call
         model(data[0][0])
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)  # its variables exist before loading
+    _build_optimizer(model)  # its variables exist before loading
     model.load_weights(folder / state["weights"])
     print(f"resumed after epoch {state['epoch']} from {folder.name}", flush=True)
     return int(state["epoch"]), state["history"], float(state["seconds"])
@@ -252,10 +259,7 @@ def fit(
         cbs.append(Progress(name, epochs))
     if backup is not None:
         cbs.append(_Backup(backup, earlier, earlier_seconds))
-    if model.optimizer is not None and not model.optimizer.built and model.trainable_variables:
-        # Under TensorFlow a step that creates variables (Keras builds the optimizer in the
-        # first step) is traced twice; built here, the step is traced once (about 3 s a run)
-        model.optimizer.build(model.trainable_variables)
+    _build_optimizer(model)
     train_data.restart()
     for _ in range(initial_epoch):  # the orders of the epochs done before a restart
         train_data.on_epoch_end()

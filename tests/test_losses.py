@@ -80,6 +80,27 @@ def test_soft_gradient_is_T_times_p_minus_q_over_batch(kind, temperature):
     np.testing.assert_allclose(g, expected, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("kind", ["kl", "ce"])
+@pytest.mark.parametrize("t2", [True, False])
+@pytest.mark.parametrize("temperature,alpha", [(1.0, 0.5), (4.0, 0.9), (20.0, 0.3), (2.0, 0.0)])
+def test_kd_loss_gradient_matches_float64_reference(kind, t2, temperature, alpha):
+    """The whole loss a student is trained on: (1 - alpha)(p - onehot) / N from the hard term,
+    plus alpha * T**e (p_T - q_T) / N from the soft one, e = 1 with T**2 scaling, -1 without."""
+    y, s, t = _random_case(12, 10, scale=3.0)
+    g = losses.logit_gradient(
+        lambda v: losses.kd_loss(
+            y, v, t, temperature=temperature, alpha=alpha, kind=kind, t2_scaling=t2
+        ),
+        s,
+    )
+    onehot = np.eye(10)[y]
+    soft = softmax(s / temperature) - softmax(t / temperature)
+    expected = (
+        (1 - alpha) * (softmax(s) - onehot) + alpha * temperature ** (1 if t2 else -1) * soft
+    ) / len(s)
+    np.testing.assert_allclose(g, expected, rtol=1e-4, atol=1e-7)
+
+
 def test_soft_gradient_without_t2_scaling_is_smaller_by_T2():
     _, s, t = _random_case(8, 10)
     with_t2 = losses.logit_gradient(lambda v: losses.soft_loss(v, t, temperature=5.0), s)
@@ -121,10 +142,15 @@ def test_target_probs_from_labels_is_cross_entropy_at_T():
 
 
 def test_losses_are_float32_for_half_precision_logits():
+    """Half-precision logits are upcast before the softmax: the loss is float32 and equals the
+    float64 reference on the same (rounded) half-precision values."""
     y, s, t = _random_case(4, 10)
     for dtype in ("float16", "bfloat16"):
-        loss = losses.kd_loss(y, ops.cast(s, dtype), ops.cast(t, dtype), temperature=3.0, alpha=0.7)
+        s_half, t_half = ops.cast(s, dtype), ops.cast(t, dtype)
+        loss = losses.kd_loss(y, s_half, t_half, temperature=3.0, alpha=0.7)
         assert keras.backend.standardize_dtype(loss.dtype) == "float32"
+        expected = kd_reference(y, _np(s_half), _np(t_half), 3.0, 0.7)[2]
+        np.testing.assert_allclose(_np(loss), expected, rtol=1e-5)
 
 
 def test_float16_logits_of_magnitude_1e4_give_a_finite_loss():
@@ -132,7 +158,9 @@ def test_float16_logits_of_magnitude_1e4_give_a_finite_loss():
     t = np.array([[-1e4, 1e4, 0.0], [1e4, -1e4, -5e3]], dtype=np.float16)
     for kind in ("kl", "ce"):
         loss = _np(losses.kd_loss(np.array([0, 1]), s, t, temperature=2.0, alpha=0.5, kind=kind))
+        expected = kd_reference(np.array([0, 1]), s, t, 2.0, 0.5, kind)[2]
         assert np.isfinite(loss) and loss > 1e3
+        np.testing.assert_allclose(loss, expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("which", ["student", "teacher"])

@@ -4,6 +4,7 @@ guarantees, the committed outputs, the Colab install cell, and a JAX kernel with
 (nbval executes every notebook at the smoke profile as part of the same pytest run.)
 """
 
+import functools
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import pytest
 
 import kdlib
 from kdlib import course, profiles, results, runner
+from tests.helpers import tree_state
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = runner.notebooks()
@@ -136,7 +138,7 @@ def _notebook(tmp_path, name, *sources) -> Path:
 
 def test_a_failed_committed_run_leaves_the_notebook_untouched_and_keeps_the_failure(tmp_path):
     nb = _notebook(tmp_path / "nbs", "99_fails.ipynb", "x = 1", "raise ValueError('boom')", "y = 2")
-    before = nb.read_bytes()
+    before, profile = nb.read_bytes(), os.environ.get("KDLIB_PROFILE")
     error = runner.run_one(
         nb, "cpu", commit=True, out=tmp_path / "runs", records=tmp_path / "records"
     )
@@ -145,7 +147,7 @@ def test_a_failed_committed_run_leaves_the_notebook_untouched_and_keeps_the_fail
     failed = nbformat.read(tmp_path / "runs" / nb.name, as_version=4)
     assert any(o.get("output_type") == "error" for c in failed.cells for o in c.get("outputs", []))
     assert [p.name for p in (tmp_path / "nbs").iterdir()] == [nb.name]  # no temporary file left
-    assert os.environ["KDLIB_PROFILE"] == "smoke"  # the caller's environment is left alone
+    assert os.environ.get("KDLIB_PROFILE") == profile  # the caller's environment is left alone
     ok = _notebook(tmp_path / "nbs2", "98_works.ipynb", "print('fine')")
     assert (
         runner.run_one(ok, "cpu", commit=True, out=tmp_path / "runs", records=tmp_path / "records")
@@ -268,8 +270,27 @@ def test_a_jax_kernel_without_tensorflow_records_jax_and_no_tensorflow(tmp_path,
     assert "jax" in record["versions"]
 
 
-def test_tests_never_write_into_the_committed_results():
-    assert Path(os.environ["KDLIB_RESULTS_DIR"]).resolve() != results.committed_dir("cpu").resolve()
+def test_the_tree_state_sees_a_file_written_over_deleted_or_left_behind(tmp_path):
+    """conftest.py compares this state at a session's start and end, so a test that writes
+    over a committed file fails the run; the ignored folders (runs/, caches) do not count."""
+    git = functools.partial(subprocess.run, cwd=tmp_path, check=True, capture_output=True)
+    git(["git", "init", "-q"])
+    (tmp_path / ".gitignore").write_text("runs/\n")
+    for name in ("README.md", "kept.json", "gone.json"):
+        (tmp_path / name).write_text(name)
+    git(["git", "add", "."])
+    before = tree_state(tmp_path)
+    assert set(before) == {".gitignore", "README.md", "kept.json", "gone.json"}
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "out.json").write_text("{}")
+    assert tree_state(tmp_path) == before
+    (tmp_path / "README.md").write_text("overwritten")
+    (tmp_path / "gone.json").unlink()
+    (tmp_path / "left.ipynb").write_text("{}")
+    after = tree_state(tmp_path)
+    changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+    assert changed == {"README.md", "gone.json", "left.ipynb"}
+    assert tree_state(tmp_path.parent / "not-a-checkout") is None
 
 
 def test_a_resumed_run_loads_its_students_and_its_record_says_so(tmp_path, monkeypatch):

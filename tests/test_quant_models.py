@@ -22,7 +22,7 @@ def _quant_model(bits, act_bits=None, per_channel=True):
 @pytest.mark.backend
 @pytest.mark.parametrize("bits", [1, 2, 3, 4, 8])
 @pytest.mark.parametrize("per_channel", [True, False])
-def test_trained_k_bit_weights_take_at_most_2_to_the_k_values_per_channel(bits, per_channel):
+def test_trained_k_bit_weights_take_at_most_2_to_the_k_minus_1_values(bits, per_channel):
     keras.utils.set_random_seed(bits)
     model = _quant_model(bits, per_channel=per_channel)
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -33,21 +33,60 @@ def test_trained_k_bit_weights_take_at_most_2_to_the_k_values_per_channel(bits, 
     for name in ("qconv", "qdense"):
         k = model.get_layer(name).effective_kernel()
         per = k.reshape(-1, k.shape[-1])
+        levels = 2 if bits == 1 else 2**bits - 1  # symmetric: the level -2**(k-1) is unused
         for c in range(per.shape[1]):
-            assert len(np.unique(per[:, c])) <= 2**bits
+            assert len(np.unique(per[:, c])) <= levels
         if not per_channel:
-            assert len(np.unique(per)) <= 2**bits
+            assert len(np.unique(per)) <= levels
     assert not np.array_equal(before, model.get_layer("qdense").effective_kernel())  # it trained
 
 
+def _quantize_reference(w, bits, per_channel):
+    """The module docstring's levels, in float64: ``s * round(w / s)`` clipped to
+    ``±(2**(k-1) - 1)``, ``s = max|w| / (2**(k-1) - 1)``; one bit: ``mean|w| * sign(w)``."""
+    w = np.asarray(w, np.float64)
+    axes = tuple(range(w.ndim - 1)) if per_channel else None
+    if bits == 1:
+        return np.where(w >= 0, 1.0, -1.0) * np.abs(w).mean(axis=axes, keepdims=per_channel)
+    levels = 2 ** (bits - 1) - 1
+    scale = np.abs(w).max(axis=axes, keepdims=per_channel) / levels
+    return np.clip(np.round(w / scale), -levels, levels) * scale
+
+
 @pytest.mark.backend
-def test_quantized_values_are_symmetric_uniform_levels():
-    w = rng.normal(size=(50, 4)).astype(np.float32)
-    q = np.asarray(keras.ops.convert_to_numpy(quant.quantize_weights(w, 3)))
-    scale = np.abs(w).max(0) / 3
-    np.testing.assert_allclose(q, np.clip(np.round(w / scale), -3, 3) * scale, rtol=1e-5, atol=1e-7)
-    q1 = np.asarray(keras.ops.convert_to_numpy(quant.quantize_weights(w, 1)))
-    np.testing.assert_allclose(q1, np.where(w >= 0, 1, -1) * np.abs(w).mean(0), rtol=1e-5)
+@pytest.mark.parametrize("shape", [(50, 4), (3, 3, 2, 5)])
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_quantized_values_are_symmetric_uniform_levels(shape, bits, per_channel):
+    w = rng.normal(size=shape).astype(np.float32)
+    q = np.asarray(keras.ops.convert_to_numpy(quant.quantize_weights(w, bits, per_channel)))
+    np.testing.assert_allclose(q, _quantize_reference(w, bits, per_channel), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_quantized_layers_compute_with_their_quantized_kernel(per_channel):
+    """QuantDense and QuantConv2D against NumPy: x @ q(W) + b, and a 'valid' 3×3 convolution
+    written as a sum over the kernel's offsets, with the float64 reference's q(W)."""
+    x = rng.normal(size=(2, 6, 6, 3)).astype(np.float32)
+    conv = quant.QuantConv2D(4, 3, weight_bits=3, per_channel=per_channel)
+    conv.build(x.shape)
+    conv.bias.assign(rng.normal(size=4).astype(np.float32))
+    k = _quantize_reference(conv.kernel.numpy(), 3, per_channel)
+    expected = sum(
+        np.einsum("nhwc,cf->nhwf", x[:, i : i + 4, j : j + 4].astype(np.float64), k[i, j])
+        for i in range(3)
+        for j in range(3)
+    )
+    got = np.asarray(keras.ops.convert_to_numpy(conv(x)))
+    np.testing.assert_allclose(got, expected + conv.bias.numpy(), rtol=1e-4, atol=1e-5)
+    flat = x.reshape(2, -1)
+    dense = quant.QuantDense(5, weight_bits=2, per_channel=per_channel)
+    dense.build(flat.shape)
+    dense.bias.assign(rng.normal(size=5).astype(np.float32))
+    k = _quantize_reference(dense.kernel.numpy(), 2, per_channel)
+    got = np.asarray(keras.ops.convert_to_numpy(dense(flat)))
+    np.testing.assert_allclose(got, flat @ k + dense.bias.numpy(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.backend
@@ -63,18 +102,24 @@ def test_straight_through_estimator_passes_the_gradient():
 
 
 @pytest.mark.backend
-def test_quantized_activations_have_2_to_the_k_levels_and_a_learned_clip():
+def test_quantized_activations_match_the_reference_and_learn_their_clip():
+    """QuantReLU against NumPy: ``round(min(relu(x), c) / step) * step``, ``step = c/(2**k-1)``;
+    its gradient (straight through the rounding) is 1 for inputs in (0, c), and d/dc counts the
+    inputs above the clip (PACT)."""
     layer = quant.QuantReLU(2, clip=3.0)
-    x = np.linspace(-2, 5, 200, dtype=np.float32).reshape(1, 200)
+    x = np.linspace(-2, 5, 200, dtype=np.float32).reshape(1, 200)  # 0 and 3 fall between points
     y = np.asarray(keras.ops.convert_to_numpy(layer(x)))
+    step = 3.0 / (2**2 - 1)
+    expected = np.round(np.clip(x.astype(np.float64), 0, 3.0) / step) * step
+    np.testing.assert_allclose(y, expected, atol=1e-6)
     np.testing.assert_allclose(np.unique(y), [0, 1, 2, 3], atol=1e-6)
-    weights = [layer.clip]
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            out = keras.ops.sum(layer(x))
-        assert tape.gradient(out, weights)[0].numpy() > 0  # inputs above the clip pull it up
+    weights = np.arange(200, dtype=np.float32).reshape(1, 200)
+    dx = losses.logit_gradient(lambda v: keras.ops.sum(layer(v) * weights), x)
+    np.testing.assert_allclose(dx, np.where((x > 0) & (x < 3.0), weights, 0.0))
+    dclip = losses.logit_gradient(
+        lambda c: keras.ops.sum(layer.stateless_call([c], [], x)[0]), np.float32(3.0)
+    )
+    assert float(dclip) == (x > 3.0).sum()  # inputs above the clip pull it up
 
 
 def test_size_arithmetic():

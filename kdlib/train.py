@@ -357,8 +357,9 @@ def distil(
     (The course's students train at a constant rate: with a cosine decay, notebook 03's KD
     student lost its edge over the student alone at ``cpu``, 86.0 % against 86.1 %, where at
     a constant rate it had gained 0.7 points.) With ``$KDLIB_RESUME=1``
-    (``kdlib.cache.resuming``) a run done before is loaded from the cache instead of trained;
-    its ``callbacks`` then do not run, and it is measured on ``test`` again.
+    (``kdlib.cache.resuming``) a run done before is loaded from the cache instead of trained:
+    the model ``build()`` made takes its weights, so the result's model is that object either
+    way; its ``callbacks`` then do not run, and it is measured on ``test`` again.
     """
     keras.utils.set_random_seed(int(seed))
     student = build()
@@ -392,13 +393,15 @@ def distil(
         )
         config, fingerprint = _run_key(student, teacher, data, val, settings)
         backup = cache.entry(name, config, fingerprint).with_suffix(".backup")
-        student, fitted = cache.train_or_load(
+        trained, fitted = cache.train_or_load(
             name,
             lambda: student,
             lambda student: train_student(student, backup),
             config=config,
             data=fingerprint,
         )
+        if trained is not student:  # loaded: the built model gets its weights, for whoever holds
+            student.set_weights(trained.get_weights())  # it (a chain's next teacher, notebook 04)
     else:
         fitted = train_student(student)
     scored = evaluate(student, test)

@@ -172,12 +172,16 @@ def test_bad_configurations_are_reported():
         distill.Distiller(_net("a"), _net("b")).compile("adam", loss="mse")
 
 
+@pytest.mark.backend
 def test_labels_out_of_range_stop_training_with_a_clear_error():
+    """TensorFlow's graph runs the check and names the fault; under JAX's jit no value exists to
+    check, the loss becomes NaN and fit stops on it (kdlib.losses._assert)."""
     x, y = _data(32)
     y[3] = 9
     d = distill.Distiller(_net("student"), _net("teacher"), temperature=2.0, alpha=0.5)
     d.compile("adam")
-    with pytest.raises(Exception, match="labels out of range|became nan"):
+    expected = "labels out of range" if keras.backend.backend() == "tensorflow" else "NaN or Inf"
+    with pytest.raises(Exception, match=expected):
         train.fit(d, Batches(x, y, 8), Batches(x, y % 4, 8), epochs=1)
 
 
@@ -508,8 +512,13 @@ def test_a_resumed_run_loads_each_finished_student_and_retrains_only_what_change
     real_fit = train.fit
     monkeypatch.setattr(train, "fit", lambda *a, **k: fits.append(k["name"]) or real_fit(*a, **k))
 
+    built = []
+
     def run(data=soft, alpha=0.5, seed=0, name="s", **options):
-        build = functools.partial(_net, "student")
+        def build():
+            built.append(_net("student"))
+            return built[-1]
+
         return train.distil(
             build, data, val, test, epochs=2, seed=seed, alpha=alpha, name=name, **options
         )
@@ -530,6 +539,8 @@ def test_a_resumed_run_loads_each_finished_student_and_retrains_only_what_change
         first.history,
     )
     np.testing.assert_allclose(_np(again.model(x)), _np(first.model(x)), rtol=1e-6)
+    # the object build() made is the loaded run, for whoever kept it (a chain's next teacher)
+    assert again.model is built[-1]
     run(augment=None)  # an option at its default, spelled out: the same run
     assert fits == ["s", "s"]
 
@@ -608,7 +619,8 @@ def test_a_run_stopped_mid_way_goes_on_from_its_last_epoch_as_if_never_stopped(t
     resumed, seen = model(), _StopAfter(99)
     result = train.fit(resumed, data, val, 6, backup=backup, callbacks=[seen])
     assert seen.seen == [3, 4, 5]  # only the epochs not done
-    assert result["seconds"] > progress["seconds"]  # all 6 epochs' training time
+    # all 6 epochs' training time (the record rounds to 0.1 s), not only the 3 resumed ones
+    assert result["seconds"] >= round(progress["seconds"], 1)
     assert not backup.exists()  # removed when the run ended
     assert result["history"]["loss"] == pytest.approx(reference["history"]["loss"], rel=1e-5)
     assert result["best_epoch"] == reference["best_epoch"]

@@ -18,6 +18,7 @@ on a Colab GPU runtime, ``"cpu"``.
 
 from __future__ import annotations
 
+import ast
 import math
 import numbers
 import os
@@ -396,12 +397,19 @@ def resolve(profile: str | None = None) -> str:
     return name
 
 
-def _check_sizes(cfg: dict) -> None:
+# Notebooks that take another's validation split (and teacher) and have no n_val of their own.
+_SPLIT_OF = {"04_teacher_assistant_cifar10": "03_fitnet_hints_cifar10"}
+
+
+def _check_sizes(notebook: str, cfg: dict) -> None:
     """Every training subset must fit in what the validation split leaves of the dataset (the
     MNIST notebooks have no ``dataset`` setting; notebook 04 takes notebook 03's split)."""
     dataset = cfg.get("dataset", "mnist")
     total = SIZES[dataset][0]
-    n_val = cfg.get("n_val", 0)
+    if notebook in _SPLIT_OF:
+        n_val = get(_SPLIT_OF[notebook], cfg.profile, dataset=dataset).n_val
+    else:
+        n_val = cfg.get("n_val", 0)
     left = total - n_val
     if left < 1:
         raise ValueError(f"n_val={n_val} leaves no training image of {dataset}'s {total:,}")
@@ -437,17 +445,38 @@ def get(notebook: str, profile: str | None = None, **overrides) -> Config:
         value = overrides.get(knob) if overrides.get(knob) is not None else value
         value = getattr(value, name) if isinstance(value, P) else value
         cfg[knob] = SPECS[knob].check(knob, value)
-    _check_sizes(cfg)
+    _check_sizes(notebook, cfg)
     return cfg
+
+
+def _papermill_names(namespace: dict) -> set[str]:
+    """The names papermill's injected cell assigned in this kernel: IPython keeps every cell's
+    source in ``In``, and papermill's starts with its ``# Parameters`` comment."""
+    names = set()
+    for source in namespace.get("In") or ():
+        if isinstance(source, str) and source.startswith("# Parameters\n"):
+            try:
+                body = ast.parse(source).body
+            except SyntaxError:
+                continue
+            for node in body:
+                if isinstance(node, ast.Assign):
+                    names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
 
 
 def from_cell(notebook: str, namespace: dict) -> Config:
     """:func:`get` with the ``profile`` and settings that the notebook's parameters cell (and
-    papermill's injected cell, or Colab's form) left in ``namespace`` (pass ``globals()``)."""
+    papermill's injected cell, or Colab's form) left in ``namespace`` (pass ``globals()``).
+
+    A papermill parameter that is not one of the notebook's settings (``-p epoch 3`` for
+    ``epochs``) is refused like any unknown setting, before any work: papermill itself only
+    logs a warning and runs the notebook at the profile's values."""
     missing = [k for k in ("profile", *NOTEBOOKS[notebook]) if k not in namespace]
     if missing:
         raise ValueError(f"the parameters cell of {notebook} does not define {', '.join(missing)}")
-    return get(notebook, namespace["profile"], **{k: namespace[k] for k in NOTEBOOKS[notebook]})
+    names = (_papermill_names(namespace) | set(NOTEBOOKS[notebook])) - {"profile"}
+    return get(notebook, namespace["profile"], **{k: namespace[k] for k in names})
 
 
 def parameters_cell(notebook: str) -> str:

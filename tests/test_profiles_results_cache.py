@@ -65,6 +65,20 @@ def test_unknown_profile_notebook_or_knob_lists_the_valid_names(toy_notebook, mo
         profiles.get("42_nothing")
 
 
+def test_a_papermill_parameter_that_is_no_setting_is_refused(toy_notebook):
+    """papermill only warns about ``-p epoch 3``; the kernel's input history (``In``) holds its
+    injected cell, so the notebook stops at once. Other names in the kernel (the Colab cell's,
+    imports) are not parameters and pass."""
+    injected = '# Parameters\nprofile = "smoke"\nepoch = 3\n'
+    ns = dict.fromkeys(profiles.NOTEBOOKS["99_toy"])
+    ns.update(profile="smoke", epoch=3, source="git+https://...", In=["", "x = 1", injected])
+    with pytest.raises(ValueError, match="unknown setting\\(s\\) epoch for 99_toy"):
+        profiles.from_cell("99_toy", ns)
+    ns.update(epochs=3, In=["", injected.replace("epoch =", "epochs =")])
+    assert profiles.from_cell("99_toy", ns).epochs == 3
+    assert profiles.from_cell("99_toy", {**ns, "In": None}).epochs == 3  # not in IPython
+
+
 def test_every_setting_of_every_notebook_has_a_spec_and_valid_values_at_every_profile():
     for name, knobs in profiles.NOTEBOOKS.items():
         assert "seed" in knobs and "seeds" in knobs, name
@@ -105,10 +119,12 @@ def test_the_stand_in_datasets_sizes_are_checked_too():
         profiles.get("02_densenet_teacher_student_mnist", "cpu", mixed_precision="fp8")
     with pytest.raises(ValueError, match="dataset must be one of"):
         profiles.get("03_fitnet_hints_cifar10", "cpu", dataset="imagenet")
-    with pytest.raises(
-        ValueError, match="n_train=55,000 but cifar10 has 50,000 training images: choose"
+    with pytest.raises(  # 04 has no n_val: it takes notebook 03's split at the same profile
+        ValueError,
+        match="n_assistant=48,000 but cifar10 has 50,000 training images and n_val=5,000 leaves",
     ):
-        profiles.get("04_teacher_assistant_cifar10", "cpu", n_train=55000)
+        profiles.get("04_teacher_assistant_cifar10", "cpu", n_assistant=48000)
+    assert profiles.get("04_teacher_assistant_cifar10", "cpu", n_assistant=45000).n_assistant
     with pytest.raises(
         ValueError,
         match="n_train=71,000 but svhn has 73,257 training images and n_val=2,500 leaves 70,757",

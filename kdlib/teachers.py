@@ -30,8 +30,10 @@ def vgg(
     BatchNorm), trained on ``n_teacher`` training images of ``dataset`` with the validation split
     of ``n_val`` images held out (the same split ``data.splits(dataset, n_val, ...)`` gives the
     students), ``augment`` (None or ``"flip_crop"``) on the device. Notebooks 03 and 04 share it.
-    Returns ``(teacher, info)`` as ``kdlib.train.cached_classifier``."""
-    sp = data.splits(dataset, n_val, n_teacher, seed=seed)
+    ``seed`` seeds the weights and the batch order, not the split: with another seed the
+    teacher still never sees the students' validation images. Returns ``(teacher, info)`` as
+    ``kdlib.train.cached_classifier``."""
+    sp = data.splits(dataset, n_val, n_teacher)
     build = functools.partial(
         models.vgg_teacher,
         sp.train[0].shape[1:],

@@ -549,3 +549,32 @@ def test_real_dataset_when_present(name, monkeypatch):
         )
     if name == "fashion_mnist":
         np.testing.assert_array_equal(np.bincount(y), [6000] * 10)
+
+
+def test_the_shared_teacher_never_trains_on_the_students_validation_images(monkeypatch):
+    """teachers.vgg holds out the students' validation split (data.splits(dataset, n_val),
+    seed 0) whatever training seed it is given, so a KD setting chosen on validation is chosen
+    on images the teacher has not seen (notebook 03 with -p seed 1)."""
+    from kdlib import teachers
+
+    n = 1000
+    ids = np.arange(n)
+    x = np.zeros((n, 4, 4, 1), np.uint8)
+    x[:, 0, 0, 0], x[:, 0, 1, 0] = ids % 256, ids // 256  # each image names its index
+    ds = data.Dataset((x, ids % 10), (x[:10], ids[:10] % 10), name="mnist")
+    seen = {}
+    monkeypatch.setattr(
+        teachers.train,
+        "cached_classifier",
+        lambda name, build, train, *a, **k: seen.update(x=train.x),
+    )
+    val = data.splits(ds, 100).val[0]
+    val_ids = set(val[:, 0, 0, 0].astype(int) + 256 * val[:, 0, 1, 0].astype(int))
+    for seed in (0, 1, 2):
+        teachers.vgg(
+            ds, n_val=100, n_teacher=None, width=0.125, epochs=1, lr=1e-3, optimizer="adam",
+            schedule="constant", augment=None, batch_size=32, seed=seed,
+        )  # fmt: skip
+        taught = np.asarray(seen["x"]).astype(int)
+        taught_ids = set(taught[:, 0, 0, 0] + 256 * taught[:, 0, 1, 0])
+        assert len(taught_ids) == 900 and not taught_ids & val_ids, seed

@@ -151,7 +151,6 @@ def train_or_load(
     *,
     config: dict,
     data: str,
-    verbose: bool = True,
 ) -> tuple[keras.Model, dict]:
     """Load the model cached for ``(name, config, data)``, or build, train and cache it.
 
@@ -168,8 +167,7 @@ def train_or_load(
         if loaded is not None:
             model, info = loaded
             _LOADED.append({"name": name, "file": path.name, "train_seconds": info.get("seconds")})
-            if verbose:
-                print(f"{name}: loaded from the kdlib cache ({path.name})")
+            print(f"{name}: loaded from the kdlib cache ({path.name})")
             return model, {**info, "cached": True, "path": str(path)}
     _io.check_writable(folder, "set KDLIB_CACHE_DIR to a writable folder")
     model = build()

@@ -86,26 +86,6 @@ def mlp(
     return keras.Model(inputs, _head(x, num_classes), name=name)
 
 
-def strided_cnn(
-    input_shape=(28, 28, 1),
-    num_classes: int = 10,
-    *,
-    filters: Sequence[int] = (256, 512),
-    augment: str | None = None,
-    name: str = "strided_cnn",
-) -> keras.Model:
-    """The Colab teacher-student notebook's teacher: conv(3x3, stride 2) + LeakyReLU(0.2),
-    max-pool (stride 1),
-    conv(3x3, stride 2), then the logits; about 1.4 M parameters at that notebook's filters."""
-    inputs, x = _inputs(input_shape, augment)
-    x = layers.Conv2D(filters[0], 3, strides=2, padding="same")(x)
-    x = layers.LeakyReLU(0.2)(x)
-    x = layers.MaxPooling2D(2, strides=1, padding="same")(x)
-    x = layers.Conv2D(filters[1], 3, strides=2, padding="same")(x)
-    x = layers.Flatten()(x)
-    return keras.Model(inputs, _head(x, num_classes), name=name)
-
-
 # --------------------------------------------------------------------------- DenseNet-BC
 
 

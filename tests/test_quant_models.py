@@ -196,7 +196,6 @@ def test_densenet_batchnorm_momentum_reaches_every_batchnorm():
     [
         (lambda s: models.mnist_cnn(s), (28, 28, 1)),
         (lambda s: models.mlp(s, hidden=(20,)), (28, 28, 1)),
-        (lambda s: models.strided_cnn(s, filters=(8, 16)), (28, 28, 1)),
         (lambda s: models.densenet(4, blocks=(2, 2), input_shape=s, stem="small"), (28, 28, 1)),
         (lambda s: models.vgg_teacher(s, width=0.125), (32, 32, 3)),
         (lambda s: models.vgg_teacher(s, width=0.125), (28, 28, 1)),

@@ -59,12 +59,6 @@ class Splits(NamedTuple):
     test: tuple[np.ndarray, np.ndarray]
     dataset: Dataset
 
-    def fingerprint(self) -> str:
-        """Which training data a model saw (for ``kdlib.cache``)."""
-        from kdlib.cache import fingerprint
-
-        return fingerprint(*self.train)
-
     def describe(self) -> str:
         return (
             f"train {len(self.train[1]):,} · validation {len(self.val[1]):,} · "

@@ -623,9 +623,9 @@ def ship(
     format of ``formats`` this set-up can write (the others are named in one printed line, not
     silently dropped), measured on the whole test split of ``splits`` (a
     ``kdlib.data.Splits``), scaled as in training, and calibrated on its first
-    ``calibration_images`` training images. Files go to ``folder``, by default a new temporary
-    folder. Returns ``(rows, record)`` as :func:`deploy_table`; both empty when no format can
-    be written here."""
+    ``calibration_images`` training images. Files go to ``folder``, by default a temporary
+    folder removed once they are measured. Returns ``(rows, record)`` as
+    :func:`deploy_table`; both empty when no format can be written here."""
     from kdlib import data
 
     formats = [check_format(f) for f in formats]
@@ -641,7 +641,11 @@ def ship(
     (train_x, train_y), (test_x, test_y) = splits.train, splits.test
     images, labels = data.Batches(test_x, test_y, len(test_y))[0]
     calibration = data.Batches(train_x, train_y, calibration_images)[0][0]
-    folder = Path(tempfile.mkdtemp(prefix="kdlib-ship-") if folder is None else folder)
-    return deploy_table(
-        models, folder, images, labels, calibration, formats=formats, repeats=repeats
-    )
+    if folder is not None:
+        return deploy_table(
+            models, folder, images, labels, calibration, formats=formats, repeats=repeats
+        )
+    with tempfile.TemporaryDirectory(prefix="kdlib-ship-") as tmp:  # removed once measured
+        return deploy_table(
+            models, tmp, images, labels, calibration, formats=formats, repeats=repeats
+        )

@@ -115,7 +115,7 @@ def _count(about, low=1):
 
 
 def _size(about):
-    return Spec("int", about + "; None: all that remain", low=1, none=True)
+    return Spec("int", about + "; a profile's None: all that remain", low=1, none=True)
 
 
 SPECS: dict[str, Spec] = {

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import zipfile
 
@@ -403,6 +404,11 @@ def test_ship_measures_the_scaled_test_split_and_names_what_it_cannot_write(
     )
     assert record["m"]["keras"]["accuracy"] == pytest.approx(expected)  # on [0, 1] images
     assert record["m"]["keras"]["n"] == len(sp.test[1])
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    assert ex.ship({"m": model}, sp, formats=("keras",), repeats=1)[0]
+    assert list(scratch.iterdir()) == []  # no folder given: the files went, once measured
     monkeypatch.setattr(ex, "available_formats", lambda: ())
     assert ex.ship({"m": model}, sp, formats=wanted) == ([], {})
     with pytest.raises(ValueError, match="unknown export format"):

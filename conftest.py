@@ -40,7 +40,7 @@ def pytest_sessionfinish(session, exitstatus):
     if changed:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         reporter.write_line(
-            "FAILED: the tests changed the working tree (tests must write only to temporary "
+            "\nFAILED: the tests changed the working tree (tests must write only to temporary "
             f"folders; if you edited these yourself during the run, run again): {changed}",
             red=True,
         )

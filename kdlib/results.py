@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -262,10 +262,17 @@ def _fmt(value, digits: int) -> str:
 class Table:
     """A small table that renders as Markdown in Jupyter and as aligned text when printed."""
 
-    def __init__(self, rows: Sequence[dict], columns: Sequence[str] | None = None, digits: int = 4):
+    def __init__(
+        self,
+        rows: Sequence[dict],
+        columns: Sequence[str] | None = None,
+        digits: int = 4,
+        caption: str | None = None,
+    ):
         self.rows = list(rows)
         self.columns = list(columns or dict.fromkeys(k for r in self.rows for k in r))
         self.digits = digits
+        self.caption = caption  # a line above the table: what its numbers are, on which data
 
     def _cells(self) -> list[list[str]]:
         return [[_fmt(r.get(c), self.digits) for c in self.columns] for r in self.rows]
@@ -273,7 +280,8 @@ class Table:
     def _repr_markdown_(self) -> str:
         head = "| " + " | ".join(self.columns) + " |"
         rule = "| " + " | ".join("---" for _ in self.columns) + " |"
-        return "\n".join([head, rule] + ["| " + " | ".join(c) + " |" for c in self._cells()])
+        lines = [head, rule] + ["| " + " | ".join(c) + " |" for c in self._cells()]
+        return "\n".join(([f"**{self.caption}**", ""] if self.caption else []) + lines)
 
     def __str__(self) -> str:
         cells = self._cells()
@@ -281,7 +289,7 @@ class Table:
         lines = ["  ".join(c.ljust(w) for c, w in zip(self.columns, widths))]
         lines.append("  ".join("-" * w for w in widths))
         lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
-        return "\n".join(lines)
+        return "\n".join(([self.caption] if self.caption else []) + lines)
 
     __repr__ = __str__
 
@@ -299,9 +307,15 @@ def mean_std(values: Sequence[float], digits: int = 4) -> str:
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
+def p_text(p: float) -> str:
+    """A p-value as the course prints it: ``p = 0.045``, or ``p < 0.001`` (never ``p = 0.000``)."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """Mean of ``a`` minus mean of ``b``, its confidence interval and the test's p-value."""
+    """Mean of ``a`` minus mean of ``b``, its confidence interval and the test's p-value; for
+    one of a family of comparisons (:func:`compare_all`), also its Holm-adjusted p-value."""
 
     difference: float
     low: float
@@ -309,19 +323,26 @@ class Comparison:
     p: float | None
     test: str
     level: float = 0.05
+    p_holm: float | None = None  # set by compare_all when the family has 2 or more tests
+    family: int = 1
 
     @property
     def beyond_noise(self) -> bool | None:
-        """True when the test rejects "no difference" at ``level``; None without a test."""
-        return None if self.p is None else self.p < self.level
+        """True when the test rejects "no difference" at ``level`` (by the Holm-adjusted
+        p-value in a family); None without a test."""
+        p = self.p if self.p_holm is None else self.p_holm
+        return None if p is None else p < self.level
 
     @property
     def p_text(self) -> str:
-        """The p-value as tables print it: ``p = 0.045``, or ``p < 0.001`` (never ``p = 0.000``);
-        ``no test`` where there is none (one run has no spread)."""
+        """The p-value as tables print it: ``p = 0.045``, or ``p < 0.001`` (never ``p = 0.000``),
+        and in a family the adjusted one (``p = 0.013; Holm over 5: p = 0.065``); ``no test``
+        where there is none (one run has no spread)."""
         if self.p is None:
             return "no test"
-        return "p < 0.001" if self.p < 0.001 else f"p = {self.p:.3f}"
+        if self.p_holm is None:
+            return p_text(self.p)
+        return f"{p_text(self.p)}; Holm over {self.family}: {p_text(self.p_holm)}"
 
     @property
     def verdict(self) -> str:
@@ -377,19 +398,62 @@ def compare(
     )
 
 
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's (1979) step-down adjustment of ``m`` p-values: the ``i``-th smallest times
+    ``m - i + 1`` (``i`` from 1), made non-decreasing in that order and capped at 1. Calling
+    "beyond noise" where an adjusted p-value is below ``level`` keeps the chance of calling even
+    one difference that is not real beyond noise at most ``level``; testing each at ``level``
+    alone, ten comparisons of students that do not differ would find one about four times in
+    ten."""
+    p = np.asarray(pvalues, dtype=float)
+    if p.ndim != 1 or not np.all((p >= 0) & (p <= 1)):
+        raise ValueError(f"holm needs a list of p-values in [0, 1], got {pvalues!r}")
+    order = np.argsort(p, kind="stable")
+    steps = np.maximum.accumulate(p[order] * (len(p) - np.arange(len(p))))
+    adjusted = np.empty(len(p))
+    adjusted[order] = np.minimum(steps, 1.0)
+    return adjusted.tolist()
+
+
+Comparisons = Sequence[tuple[str, Sequence[float], Sequence[float]]]
+
+
+def compare_all(
+    comparisons: Comparisons, *, paired: bool = True, level: float = 0.05
+) -> dict[str, Comparison]:
+    """:func:`compare` for every ``(label, a, b)``, as one family: with two or more tests each
+    result carries its Holm-adjusted p-value (:func:`holm`), and ``beyond_noise`` and the
+    verdict go by that. A notebook that reads several comparisons off one experiment uses this,
+    so that its verdicts and its table (:func:`compare_table`) agree. Returns them by label."""
+    labels = [label for label, _, _ in comparisons]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"compare_all needs distinct labels, got {labels}")
+    found = {label: compare(a, b, paired=paired, level=level) for label, a, b in comparisons}
+    tested = [label for label, c in found.items() if c.p is not None]
+    if len(tested) < 2:
+        return found
+    adjusted = holm([found[label].p for label in tested])
+    for label, q in zip(tested, adjusted):
+        found[label] = replace(found[label], p_holm=q, family=len(tested))
+    return found
+
+
 def compare_table(
-    comparisons: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    comparisons: Comparisons,
     *,
     digits: int = 4,
     paired: bool = True,
+    caption: str | None = None,
 ) -> Table:
-    """A table of :func:`compare` results, one row per ``(label, a, b)``: each side's
-    ``mean ± std``, the difference, its confidence interval and the verdict."""
+    """A table of :func:`compare_all` results (one family: Holm-adjusted where there are two or
+    more), one row per ``(label, a, b)``: each side's ``mean ± std``, the difference, its
+    confidence interval and the verdict. ``caption``: what the values are, on which data."""
+    found = compare_all(comparisons, paired=paired)
     rows = []
     for label, a, b in comparisons:
         rows.append({"comparison": label, "a": mean_std(a, digits), "b": mean_std(b, digits),
-                     **compare(a, b, paired=paired).row(digits)})  # fmt: skip
-    return Table(rows)
+                     **found[label].row(digits)})  # fmt: skip
+    return Table(rows, caption=caption)
 
 
 def _headline_table(record: dict) -> Table:

@@ -206,6 +206,9 @@ def test_table_renders_text_and_markdown():
     )
     assert str(t).splitlines()[2].split() == ["teacher", "0.9877"]
     assert "| student | nan |" in t._repr_markdown_()
+    captioned = results.Table([{"model": "m", "accuracy": 0.5}], caption="test accuracy (X)")
+    assert str(captioned).splitlines()[0] == "test accuracy (X)"
+    assert captioned._repr_markdown_().startswith("**test accuracy (X)**\n\n| model |")
 
 
 def _tiny():
@@ -411,6 +414,55 @@ def test_compare_is_scipys_paired_or_welch_t_test():
     assert set(paired.row()) == {"difference", "95% CI", "beyond noise?"}
     with pytest.raises(ValueError, match="one value per seed"):
         results.compare([1, 2, 3], [1, 2])
+
+
+def _holm_step_down(p, level):
+    """Holm's procedure as the paper states it: sort the p-values; reject while the i-th
+    smallest (i from 0) is below level / (m - i); stop at the first that is not."""
+    rejected = set()
+    for i, k in enumerate(np.argsort(p, kind="stable")):
+        if p[k] >= level / (len(p) - i):
+            break
+        rejected.add(int(k))
+    return rejected
+
+
+def test_holm_adjusted_p_values_reject_what_the_step_down_procedure_rejects():
+    rng = np.random.default_rng(11)
+    for m in (1, 2, 3, 5, 10):
+        for _ in range(200):
+            p = rng.uniform(0, 0.2, m) ** rng.uniform(0.5, 3)
+            adjusted = np.array(results.holm(p))
+            assert np.all(adjusted >= p) and np.all(adjusted <= 1)
+            for level in (0.01, 0.05, 0.1):
+                assert set(np.flatnonzero(adjusted < level)) == _holm_step_down(p, level)
+    assert results.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    with pytest.raises(ValueError, match="p-values in"):
+        results.holm([0.5, 1.5])
+
+
+def test_compare_all_adjusts_a_family_and_the_table_and_verdicts_agree():
+    gain = ([0.90, 0.91, 0.92, 0.93], [0.89, 0.895, 0.918, 0.917])  # p = 0.040 alone
+    noise = ([0.90, 0.80, 0.85, 0.86], [0.85, 0.86, 0.84, 0.83])
+    alone = results.compare(*gain)
+    assert alone.beyond_noise and alone.p_holm is None
+    found = results.compare_all([("gain", *gain), ("noise", *noise), ("again", *noise)])
+    assert found["gain"].p == pytest.approx(alone.p)  # the raw p-value is kept
+    expected = results.holm([found[k].p for k in ("gain", "noise", "again")])
+    assert [found[k].p_holm for k in ("gain", "noise", "again")] == pytest.approx(expected)
+    assert found["gain"].family == 3 and not found["gain"].beyond_noise  # 3 x 0.040 > 0.05
+    assert "; Holm over 3: p = 0." in found["gain"].verdict
+    assert found["gain"].verdict.startswith("within noise")
+    one = results.compare_all([("gain", *gain), ("single", [0.9], [0.8])])  # one real test
+    assert one["gain"].p_holm is None and one["gain"].beyond_noise
+    table = results.compare_table([("gain", *gain), ("noise", *noise)], caption="on X")
+    assert str(table).startswith("on X\n")
+    assert (
+        table.rows[0]["beyond noise?"]
+        == results.compare_all([("gain", *gain), ("noise", *noise)])["gain"].verdict
+    )
+    with pytest.raises(ValueError, match="distinct labels"):
+        results.compare_all([("a", *gain), ("a", *noise)])
 
 
 def test_mean_std_uses_the_sample_spread_and_shows_a_single_value_alone():

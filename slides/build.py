@@ -213,16 +213,22 @@ def table_01(r):
     return _table_01(r["metrics"], paper=False)
 
 
-def table_02(r):
-    m = r["metrics"]
+def _students(scores: dict, said: dict, baseline: str, column: str) -> list[dict]:
+    """A row per student: its accuracy and, but for the baseline's, the verdict its run recorded
+    against the baseline (``metrics.comparisons``, keyed like ``scores``)."""
     return [
         {
-            "student": variant,
+            column: name,
             "test accuracy": results.mean_std(accs),
-            "beyond noise?": _stated(m["comparisons"][variant]) if variant != "alone" else "",
+            "beyond noise?": _stated(said[name]) if name != baseline else "",
         }
-        for variant, accs in m["student_accuracy"].items()
+        for name, accs in scores.items()
     ]
+
+
+def table_02(r):
+    m = r["metrics"]
+    return _students(m["student_accuracy"], m["comparisons"], "alone", "student")
 
 
 def _shipped_rows(shipped: dict) -> list[dict]:
@@ -269,14 +275,7 @@ def table_03(r):
 
 def table_04(r):
     m = r["metrics"]
-    return [
-        {
-            "student trained by": k,
-            "test accuracy": results.mean_std(v),
-            "beyond noise?": _stated(m["comparisons"][k]) if k != "NOKD" else "",
-        }
-        for k, v in m["students"].items()
-    ]
+    return _students(m["students"], m["comparisons"], "NOKD", "student trained by")
 
 
 def table_05(r):

@@ -62,8 +62,10 @@ def _stated(entry: dict) -> str:
     p, q = entry["p"], entry.get("p_holm")
     if p is None:
         return "n/a"
+    nan = float("nan")  # only the p-values decide; results.Comparison holds the rule
+    beyond = results.Comparison(nan, nan, nan, p, "recorded", p_holm=q).beyond_noise
     said = results.p_text(p) + ("" if q is None else f", Holm {results.p_text(q)[2:]}")
-    return f"{'yes' if (p if q is None else q) < 0.05 else 'no'} ({said})"
+    return f"{'yes' if beyond else 'no'} ({said})"
 
 
 def _label(r: dict) -> str:

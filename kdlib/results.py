@@ -194,8 +194,46 @@ class Run:
         self._commit = git_commit()
 
     def log(self, **metrics) -> None:
-        """Record metrics (numbers, lists, nested dicts); later values replace earlier ones."""
+        """Record metrics (numbers, lists, nested dicts); later values replace earlier ones.
+        ``comparisons`` and ``findings`` are :meth:`compare`'s and :meth:`findings`'."""
+        reserved = sorted({"comparisons", "findings"} & set(metrics))
+        if reserved:
+            raise ValueError(
+                f"{', '.join(reserved)} are recorded by Run.compare and Run.findings, not log"
+            )
         self.metrics.update(_plain(metrics))
+
+    def compare(self, family: str, comparisons: Comparisons, *, paired: bool = True) -> Family:
+        """:func:`compare_all` over one family of comparisons, recorded in the run's
+        ``metrics["comparisons"]`` by label (the family, both sides, the difference, its
+        interval, ``p``, ``p_holm``, the verdict). A comparison gets one verdict in a run: a
+        label recorded before, in this family or another, is an error. Returns the
+        :class:`Family`, whose ``table`` shows the same verdicts."""
+        taken = self.metrics.setdefault("comparisons", {})
+        again = [label for label, _, _ in comparisons if label in taken]
+        if again:
+            raise ValueError(
+                f"{', '.join(map(repr, again))} already has a verdict in this run (family "
+                f"{taken[again[0]]['family']!r}): one comparison, one verdict"
+            )
+        found = Family(family, comparisons, paired=paired)
+        for label in found:
+            taken[label] = _plain(found.entry(label))
+        return found
+
+    def findings(self, effect: str, contrast: str) -> None:
+        """Name the run's headline comparison (``effect``: the paper's effect, which the
+        experiment is designed to show) and its ``contrast`` (the condition where it should
+        vanish), both labels of comparisons :meth:`compare` recorded. The README's index and
+        ``docs/results.md`` read them."""
+        recorded = self.metrics.get("comparisons", {})
+        missing = [label for label in (effect, contrast) if label not in recorded]
+        if missing:
+            raise ValueError(
+                f"findings name comparisons this run has not recorded: {', '.join(missing)}; "
+                f"recorded: {', '.join(recorded) or 'none'}"
+            )
+        self.metrics["findings"] = {"effect": effect, "contrast": contrast}
 
     def record(self) -> dict:
         """The record as a dict (what :meth:`save` writes)."""
@@ -438,6 +476,48 @@ def compare_all(
     return found
 
 
+class Family(dict):
+    """The :func:`compare_all` results of one family of comparisons, by label (a dict of
+    :class:`Comparison`), with the values compared, so that its table and its record
+    (:meth:`Run.compare`) say what its verdicts say."""
+
+    def __init__(self, name: str, comparisons: Comparisons, *, paired: bool = True):
+        super().__init__(compare_all(comparisons, paired=paired))
+        self.name = name
+        self.values = {label: (list(a), list(b)) for label, a, b in comparisons}
+
+    def entry(self, label: str) -> dict:
+        """What a record keeps of one comparison."""
+        c, (a, b) = self[label], self.values[label]
+        return {
+            "family": self.name,
+            "family_size": c.family,
+            "a": a,
+            "b": b,
+            "difference": c.difference,
+            "ci": [c.low, c.high],
+            "p": c.p,
+            "p_holm": c.p_holm,
+            "test": c.test,
+            "beyond_noise": c.beyond_noise,
+            "verdict": c.verdict,
+        }
+
+    def table(self, *, digits: int = 4, caption: str | None = None) -> Table:
+        """One row per comparison: each side's ``mean ± std``, the difference, its confidence
+        interval and the verdict."""
+        rows = [
+            {
+                "comparison": label,
+                "a": mean_std(a, digits),
+                "b": mean_std(b, digits),
+                **self[label].row(digits),
+            }  # fmt: skip
+            for label, (a, b) in self.values.items()
+        ]
+        return Table(rows, caption=caption)
+
+
 def compare_table(
     comparisons: Comparisons,
     *,
@@ -448,12 +528,7 @@ def compare_table(
     """A table of :func:`compare_all` results (one family: Holm-adjusted where there are two or
     more), one row per ``(label, a, b)``: each side's ``mean ± std``, the difference, its
     confidence interval and the verdict. ``caption``: what the values are, on which data."""
-    found = compare_all(comparisons, paired=paired)
-    rows = []
-    for label, a, b in comparisons:
-        rows.append({"comparison": label, "a": mean_std(a, digits), "b": mean_std(b, digits),
-                     **found[label].row(digits)})  # fmt: skip
-    return Table(rows, caption=caption)
+    return Family("", comparisons, paired=paired).table(digits=digits, caption=caption)
 
 
 def _headline_table(record: dict) -> Table:

@@ -531,3 +531,25 @@ def test_val_curves_keep_each_runs_validation_accuracy_and_nothing_else():
     assert json.loads(json.dumps(results._plain(kept))) == kept  # a record can hold it
     fig = plots.curves(kept)  # and a figure can be drawn again from it
     assert len(fig.axes[0].lines) == 2
+
+
+def test_a_run_records_each_comparison_once_with_the_verdict_its_table_shows(toy_notebook):
+    run = results.Run("99_toy", profiles.get("99_toy", "smoke"))
+    gain = ([0.90, 0.91, 0.92, 0.93], [0.89, 0.895, 0.918, 0.917])
+    noise = ([0.90, 0.80, 0.85, 0.86], [0.85, 0.86, 0.84, 0.83])
+    family = run.compare("students", [("gain", *gain), ("noise", *noise)])
+    recorded = run.record()["metrics"]["comparisons"]
+    assert set(recorded) == {"gain", "noise"}
+    assert recorded["gain"]["p_holm"] == pytest.approx(family["gain"].p_holm)
+    assert recorded["gain"]["verdict"] == family["gain"].verdict
+    assert recorded["gain"]["family"] == "students" and recorded["gain"]["family_size"] == 2
+    assert recorded["noise"]["a"] == pytest.approx(noise[0])
+    assert family.table().rows[0]["beyond noise?"] == recorded["gain"]["verdict"]
+    with pytest.raises(ValueError, match="'gain' already has a verdict.*'students'"):
+        run.compare("again", [("gain", *gain)])  # the same comparison, a second family
+    with pytest.raises(ValueError, match="recorded by Run.compare"):
+        run.log(comparisons={})
+    with pytest.raises(ValueError, match="not recorded: nope"):
+        run.findings(effect="gain", contrast="nope")
+    run.findings(effect="gain", contrast="noise")
+    assert run.record()["metrics"]["findings"] == {"effect": "gain", "contrast": "noise"}

@@ -155,7 +155,13 @@ class Distiller(_FrozenTeachers, keras.Model):
         alpha: weight of the soft term; the hard term gets ``1 - alpha``.
         kind: ``"kl"`` or ``"ce"`` soft term (same gradient; see ``kdlib.losses``).
         t2_scaling: multiply the soft term by T**2 (default, Hinton et al.).
-        soft_targets: ``"teacher"`` or ``"labels"`` (one-hot labels as the soft targets).
+        soft_targets: ``"teacher"`` or ``"labels"`` (the labels as the soft targets: one-hot,
+            or smoothed by ``smoothing``).
+        smoothing: with ``soft_targets="labels"``, the mass taken off the right class and
+            spread evenly over the others (``kdlib.losses.smoothed_labels``): label smoothing
+            as a control for KD, at the teacher's own mass off the right class
+            (``kdlib.losses.off_target_mass``) it keeps the teacher's confidence and drops
+            its ranking of the wrong classes (Yuan et al. 2020).
         combine: how an ensemble's logits are combined (:func:`combine_logits`).
         augment: ``"jitter"`` or ``"flip_crop"``: augment each training batch on the device
             (``kdlib.data.Augment``) before the teacher and the student see it, so the soft
@@ -182,6 +188,7 @@ class Distiller(_FrozenTeachers, keras.Model):
         kind: str = "kl",
         t2_scaling: bool = True,
         soft_targets: str = "teacher",
+        smoothing: float = 0.0,
         combine: str = "mean_logits",
         augment: str | None = None,
         name: str = "distiller",
@@ -202,6 +209,9 @@ class Distiller(_FrozenTeachers, keras.Model):
         teachers = as_teachers(teacher)
         if any(t is student for t in teachers):
             raise ValueError("the student cannot be its own teacher: pass two different models")
+        if smoothing and soft_targets != "labels":
+            raise ValueError("smoothing applies to soft_targets='labels' only")
+        self.smoothing = losses.check_smoothing(smoothing)
         if soft_targets == "labels" and teachers:
             raise ValueError(
                 "soft_targets='labels' takes its targets from the labels: pass no teacher"
@@ -268,8 +278,7 @@ class Distiller(_FrozenTeachers, keras.Model):
     def _soft_targets(self, x, y, student, teacher, sample_weight):
         """``(teacher_logits, target_probs)`` for the soft term, exactly one of them set."""
         if self.soft_targets == "labels":
-            num_classes = student.shape[-1]
-            return None, ops.one_hot(ops.reshape(ops.cast(y, "int32"), (-1,)), num_classes)
+            return None, losses.smoothed_labels(y, student.shape[-1], self.smoothing)
         if self.teachers:
             if sample_weight is not None:
                 raise ValueError(

@@ -74,6 +74,16 @@ def check_alpha(alpha: float) -> float:
     return float(alpha)
 
 
+def check_smoothing(smoothing: float) -> float:
+    """Return ``smoothing`` (the label mass moved off the right class) as a float, or raise
+    unless it is in [0, 1)."""
+    if isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real):
+        raise ValueError(f"smoothing must be a number in [0, 1), got {smoothing!r}")
+    if not 0.0 <= float(smoothing) < 1.0:  # also rejects NaN
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
+    return float(smoothing)
+
+
 def _is_concrete(x) -> bool:
     """True when ``x`` holds values now (eager), False inside a traced graph or jit."""
     backend = keras.backend.backend()
@@ -133,6 +143,27 @@ def softmax_t(logits, temperature: float = 1.0):
 def soft_targets(teacher_logits, temperature: float):
     """The teacher's soft targets ``q = softmax(z / T)``: class probabilities, rows sum to 1."""
     return softmax_t(teacher_logits, temperature)
+
+
+def smoothed_labels(labels, num_classes: int, smoothing: float = 0.0):
+    """Integer ``labels`` as target probabilities: ``1 - smoothing`` on the right class and
+    ``smoothing / (num_classes - 1)`` on each of the others (``smoothing=0``: one-hot). With the
+    teacher's :func:`off_target_mass` as ``smoothing`` these targets are as confident as the
+    teacher's soft targets on average, but say nothing about which wrong class is likelier."""
+    smoothing = check_smoothing(smoothing)
+    one_hot = ops.one_hot(ops.reshape(ops.cast(labels, "int32"), (-1,)), num_classes)
+    return one_hot * (1.0 - smoothing) + (1.0 - one_hot) * (smoothing / (num_classes - 1))
+
+
+def off_target_mass(teacher_logits, labels, temperature: float) -> float:
+    """The teacher's mean probability off the right class at ``temperature``:
+    ``mean(1 - softmax(t / T)[y])`` over the samples, in float32 from ``log_softmax``."""
+    logits = _logits(teacher_logits, "teacher logits")
+    labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+    _check_batch(labels, logits)
+    log_q = ops.log_softmax(logits / check_temperature(temperature), axis=-1)
+    right = ops.sum(ops.one_hot(labels, logits.shape[-1]) * ops.exp(log_q), axis=-1)
+    return float(ops.convert_to_numpy(ops.mean(1.0 - right)))
 
 
 # --------------------------------------------------------------------------- loss terms

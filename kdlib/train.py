@@ -21,6 +21,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import scipy.special
 
 from kdlib import _io, cache, distill
 from kdlib.data import Batches
@@ -208,9 +209,14 @@ def fit(
     callbacks: list | None = None,
     checkpoint: str | os.PathLike | None = None,
     backup: str | os.PathLike | None = None,
+    patience: int | None = None,
 ) -> dict:
     """Fit ``model`` (compiled) on ``train_data`` and keep the weights of its best epoch on
     ``val_data``.
+
+    ``epochs`` is the most it trains; with ``patience`` it stops once validation accuracy has
+    not improved for that many epochs (a run trained "until validation stops improving"). A
+    resumed run counts its patience from the restart.
 
     The best weights are kept in memory, or, with ``checkpoint`` (a ``*.weights.h5`` path),
     saved there each time validation accuracy improves and loaded back at the end: a crash
@@ -230,6 +236,11 @@ def fit(
     """
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if patience is not None and (
+        isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1
+    ):
+        raise ValueError(f"patience must be a positive integer or None, got {patience!r}")
+    stop = []  # with a checkpoint the best weights are its file; patience needs its own callback
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
         if not checkpoint.name.endswith(".weights.h5"):
@@ -249,12 +260,17 @@ def fit(
             save_weights_only=True,
             initial_value_threshold=max(earlier["val_accuracy"]) if earlier else None,
         )
+        if patience is not None:
+            stop = [keras.callbacks.EarlyStopping("val_accuracy", mode="max", patience=patience)]
     else:
         best = keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=epochs, restore_best_weights=True
+            monitor="val_accuracy",
+            mode="max",
+            patience=patience or epochs,
+            restore_best_weights=True,
         )
     mode = progress_mode()
-    cbs = [keras.callbacks.TerminateOnNaN(raise_error=True), best, *(callbacks or [])]
+    cbs = [keras.callbacks.TerminateOnNaN(raise_error=True), best, *stop, *(callbacks or [])]
     if mode == "bar":
         cbs.append(Progress(name, epochs))
     if backup is not None:
@@ -293,21 +309,47 @@ def fit(
     }
     if mode == "line":
         print(
-            f"{name}: {epochs} epochs in {seconds:.0f} s · best val acc "
+            f"{name}: {len(hist['val_accuracy'])} epochs in {seconds:.0f} s · best val acc "
             f"{result['best_val_accuracy']:.4f} at epoch {best_epoch}",
             flush=True,
         )
     return result
 
 
-def evaluate(model: keras.Model, batches: Batches) -> dict:
+def evaluate(model: keras.Model, batches: Batches, teacher_logits=None) -> dict:
     """Accuracy and number of errors of ``model`` (logits) on ``batches`` (unshuffled). For a
-    Distiller pass ``distiller.student``."""
+    Distiller pass ``distiller.student``.
+
+    With ``teacher_logits`` (the teacher's on the same samples, in order) also the student's
+    fidelity to its teacher (Stanton et al. 2021): ``agreement``, the share of samples whose
+    top class is the teacher's, and ``kl``, the mean KL(teacher || student) of their softmax
+    at T = 1 (:func:`fidelity`)."""
     if batches.shuffle:
         raise ValueError("evaluate needs unshuffled batches (shuffle=False)")
+    if teacher_logits is not None and len(teacher_logits) != len(batches.y):
+        raise ValueError(
+            f"teacher_logits has {len(teacher_logits)} rows for {len(batches.y)} samples"
+        )
     logits = np.asarray(model.predict(batches, verbose=0))
     errors = int(np.sum(np.argmax(logits, axis=-1) != batches.y))
-    return {"accuracy": 1.0 - errors / len(batches.y), "errors": errors, "n": len(batches.y)}
+    found = {"accuracy": 1.0 - errors / len(batches.y), "errors": errors, "n": len(batches.y)}
+    if teacher_logits is not None:
+        found.update(fidelity(logits, teacher_logits))
+    return found
+
+
+def fidelity(student_logits, teacher_logits) -> dict:
+    """How closely a student's predictions follow its teacher's, from both logits (NumPy,
+    float64): ``agreement``, the share of rows with the same top class, and ``kl``, the mean
+    KL(softmax(teacher) || softmax(student)) at T = 1."""
+    s, t = np.asarray(student_logits, np.float64), np.asarray(teacher_logits, np.float64)
+    if s.shape != t.shape or s.ndim != 2:
+        raise ValueError(f"need two (samples, classes) arrays alike, got {s.shape} and {t.shape}")
+    log_p, log_q = scipy.special.log_softmax(s, axis=-1), scipy.special.log_softmax(t, axis=-1)
+    return {
+        "agreement": float(np.mean(s.argmax(-1) == t.argmax(-1))),
+        "kl": float(np.mean(np.sum(np.exp(log_q) * (log_q - log_p), axis=-1))),
+    }
 
 
 # --------------------------------------------------------------------------- distil and evaluate
@@ -342,6 +384,7 @@ def distil(
     name: str = "student",
     callbacks: list | None = None,
     checkpoint: str | os.PathLike | None = None,
+    patience: int | None = None,
     **distiller_kwargs,
 ) -> Trained:
     """Build a student with ``build()`` after seeding everything with ``seed``, train it with a
@@ -352,11 +395,10 @@ def distil(
     same batches; a ``teacher`` model, or ``data`` with cached teacher logits, distils it.
     ``distiller_kwargs`` (``temperature``, ``kind``, ``t2_scaling``, ``soft_targets``,
     ``augment``, ...) go to the Distiller. The same ``seed`` gives the same initial weights, so
-    runs that differ only in ``alpha`` or the teacher are paired. ``schedule``: ``"constant"``
-    (default) keeps the learning rate at ``lr``, ``"cosine"`` decays it to 0 over the run.
-    (The course's students train at a constant rate: with a cosine decay, notebook 03's KD
-    student lost its edge over the student alone at ``cpu``, 86.0 % against 86.1 %, where at
-    a constant rate it had gained 0.7 points.) With ``$KDLIB_RESUME=1``
+    runs that differ only in ``alpha`` or the teacher are paired. ``patience``: stop once
+    validation accuracy has not improved for that many epochs (:func:`fit`).
+    ``schedule``: ``"constant"`` (default) keeps the learning rate at ``lr``, ``"cosine"``
+    decays it to 0 over the run. With ``$KDLIB_RESUME=1``
     (``kdlib.cache.resuming``) a run done before is loaded from the cache instead of trained:
     the model ``build()`` made takes its weights, so the result's model is that object either
     way; its ``callbacks`` then do not run, and it is measured on ``test`` again.
@@ -376,6 +418,7 @@ def distil(
             callbacks=callbacks,
             checkpoint=checkpoint,
             backup=backup,
+            patience=patience,
         )
 
     if cache.resuming():
@@ -390,6 +433,7 @@ def distil(
             lr=lr,
             optimizer=optimizer,
             schedule=schedule,
+            **({"patience": patience} if patience is not None else {}),
         )
         config, fingerprint = _run_key(student, teacher, data, val, settings)
         backup = cache.entry(name, config, fingerprint).with_suffix(".backup")

@@ -683,3 +683,63 @@ def test_a_teacher_stopped_mid_way_resumes_only_when_asked(tmp_path, monkeypatch
     _, info = teacher(seen)
     assert seen.seen == [1, 2, 3] and len(info["history"]["loss"]) == 4
     assert list(tmp_path.glob("*.backup")) == [] and len(list(tmp_path.glob("t-*.keras"))) == 1
+
+
+@pytest.mark.backend
+def test_smoothed_labels_as_soft_targets_match_the_float64_reference():
+    x, y = _data(16)
+    s = _net("student")(x)
+    eps, t = 0.3, 4.0
+    d = distill.Distiller(_net("s2"), soft_targets="labels", smoothing=eps, temperature=t)
+    got = d.compute_loss(x, y, s, training=True)
+    target = np.where(np.eye(4)[y] == 1, 1 - eps, eps / 3)
+    log_p = np.log(softmax(_np(s) / t))
+    soft = (target * (np.log(target) - log_p)).sum(-1).mean() * t**2
+    hard = -np.log(softmax(_np(s))[np.arange(16), y]).mean()
+    np.testing.assert_allclose(_np(got), 0.1 * hard + 0.9 * soft, rtol=1e-4)
+    with pytest.raises(ValueError, match="soft_targets='labels' only"):
+        distill.Distiller(_net("a"), _net("b"), smoothing=0.1)
+    with pytest.raises(ValueError, match=r"smoothing must be in \[0, 1\)"):
+        distill.Distiller(_net("a"), soft_targets="labels", smoothing=1.0)
+
+
+def test_patience_stops_a_run_that_no_longer_improves_and_keeps_its_best_epoch(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(size=(64, 6)).astype(np.float32), rng.integers(0, 4, 64)
+    noise = rng.integers(0, 4, 64)  # labels the inputs cannot predict: validation soon stalls
+    data = Batches(x, noise, 16, shuffle=True, seed=0)
+    val = Batches(x[:32], y[:32], 32)
+    for checkpoint in (None, tmp_path / "best.weights.h5"):
+        keras.utils.set_random_seed(0)
+        model = train.compile_classifier(_net("student", hidden=64))
+        fitted = train.fit(model, data, val, 40, patience=2, checkpoint=checkpoint)
+        val_acc = fitted["history"]["val_accuracy"]
+        assert len(val_acc) < 40  # stopped early
+        assert len(val_acc) - fitted["best_epoch"] == 2  # two epochs without improvement
+        kept = train.evaluate(model, val)["accuracy"]
+        assert kept == pytest.approx(fitted["best_val_accuracy"])
+    with pytest.raises(ValueError, match="patience must be a positive integer"):
+        train.fit(model, data, val, 3, patience=0)
+
+
+@pytest.mark.backend
+def test_fidelity_is_top1_agreement_and_the_kl_from_teacher_to_student():
+    from scipy.special import rel_entr
+    from scipy.special import softmax as sp_softmax
+
+    s, t = rng.normal(0, 3, (40, 5)), rng.normal(0, 3, (40, 5))
+    t[:10] = s[:10]  # some rows agree exactly
+    found = train.fidelity(s, t)
+    assert found["agreement"] == pytest.approx(np.mean(s.argmax(1) == t.argmax(1)))
+    kl = rel_entr(sp_softmax(t, axis=1), sp_softmax(s, axis=1)).sum(1).mean()
+    assert found["kl"] == pytest.approx(kl, rel=1e-9)
+    assert train.fidelity(t, t) == {"agreement": 1.0, "kl": pytest.approx(0.0, abs=1e-12)}
+    with pytest.raises(ValueError, match="alike"):
+        train.fidelity(s, t[:, :4])
+    model = _net("student")
+    x = rng.uniform(size=(40, 6)).astype(np.float32)
+    batches = Batches(x, rng.integers(0, 4, 40), 20)
+    scored = train.evaluate(model, batches, teacher_logits=_np(model(x)))
+    assert scored["agreement"] == 1.0 and scored["kl"] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="rows for 40 samples"):
+        train.evaluate(model, batches, teacher_logits=np.zeros((39, 4)))

@@ -252,3 +252,19 @@ def test_builtin_kl_clips_where_kdlib_does_not():
     ours = _np(losses.SoftTargetDistillation(temperature=1.0).compute_loss(t, s))
     np.testing.assert_allclose(ours, reference, rtol=1e-5)
     assert abs(builtin - reference) / reference > 0.2
+
+
+def test_smoothed_labels_and_the_teachers_off_target_mass_match_numpy():
+    y = rng.integers(0, 10, 50)
+    got = _np(losses.smoothed_labels(y, 10, 0.2))
+    expected = np.full((50, 10), 0.2 / 9)
+    expected[np.arange(50), y] = 0.8
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    np.testing.assert_allclose(_np(losses.smoothed_labels(y, 10)), np.eye(10)[y])
+    t = rng.normal(0, 5, (50, 10)).astype(np.float32)
+    for temperature in (1.0, 4.0, 20.0):
+        mass = 1 - softmax(t.astype(np.float64) / temperature)[np.arange(50), y]
+        assert losses.off_target_mass(t, y, temperature) == pytest.approx(mass.mean(), rel=1e-5)
+    for bad in (-0.1, 1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="smoothing"):
+            losses.smoothed_labels(y, 10, bad)

@@ -224,6 +224,46 @@ def fitnet_student(
     return keras.Model(inputs, _head(x, num_classes), name=name)
 
 
+def fitnet(
+    input_shape=(32, 32, 3),
+    num_classes: int = 10,
+    *,
+    filters: Sequence[int] = (16, 32, 48),
+    per_stage: int = 3,
+    batch_norm: bool = False,
+    init_std: float | None = 0.01,
+    width: float = 1.0,
+    augment: str | None = None,
+    name: str = "fitnet",
+) -> keras.Model:
+    """A deep, thin student in the spirit of Romero et al.'s FitNets: three stages of
+    ``per_stage`` 3x3 convolutions (``filters`` channels, ReLU), each stage ending in a 2x2
+    max-pool; the second stage's pool is the ``"guided"`` layer (8x8 on CIFAR, 7x7 on 28x28
+    images, the size of ``vgg_teacher``'s ``"hint"``); then the logits.
+
+    ``init_std``: the convolutions' weights start from N(0, init_std²), as networks did before
+    BatchNorm and He's initialisation (0.01, the default; None: He's). At 0.01 each
+    convolution shrinks the signal several-fold, so without ``batch_norm`` the nine of the
+    default network leave almost nothing of the input at the logits, and almost no gradient at
+    the first layers: trained from scratch it stays at chance. FitNets' hint stage trains the
+    layers below ``"guided"`` against the teacher's middle layer directly. With ``batch_norm``
+    (BatchNorm between each convolution and its ReLU) the scale of the initial weights no
+    longer matters."""
+    init = "he_normal" if init_std is None else keras.initializers.RandomNormal(stddev=init_std)
+    inputs, x = _inputs(input_shape, augment)
+    for stage, n in enumerate(filters):
+        for _ in range(per_stage):
+            x = layers.Conv2D(
+                _w(n, width), 3, padding="same", use_bias=not batch_norm, kernel_initializer=init
+            )(x)
+            if batch_norm:
+                x = layers.BatchNormalization()(x)
+            x = layers.ReLU()(x)
+        x = layers.MaxPooling2D(2, padding="same", name="guided" if stage == 1 else None)(x)
+    x = layers.Flatten()(x)
+    return keras.Model(inputs, _head(x, num_classes), name=name)
+
+
 # --------------------------------------------------------------------------- TAKD plain CNNs
 
 PLAIN_CNNS = {

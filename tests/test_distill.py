@@ -565,6 +565,7 @@ def test_resume_keys_are_the_same_in_every_kernel_for_every_course_model():
         functools.partial(models.densenet, 2, (1, 1), input_shape=(28, 28, 1), stem="small"),
         functools.partial(models.svhn_cnn, weight_bits=4, activation_bits=4),
         functools.partial(models.fitnet_student),
+        functools.partial(models.fitnet, batch_norm=True),
     ]
     for build in builders:
         keys = []

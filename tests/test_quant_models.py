@@ -200,6 +200,7 @@ def test_densenet_batchnorm_momentum_reaches_every_batchnorm():
         (lambda s: models.vgg_teacher(s, width=0.125), (32, 32, 3)),
         (lambda s: models.vgg_teacher(s, width=0.125), (28, 28, 1)),
         (lambda s: models.fitnet_student(s), (28, 28, 1)),
+        (lambda s: models.fitnet(s, batch_norm=True), (28, 28, 1)),
         (lambda s: models.plain_cnn(10, s, width=0.25), (32, 32, 3)),
         (lambda s: models.plain_cnn(2, s), (28, 28, 1)),
         (lambda s: models.svhn_cnn(s, weight_bits=2, activation_bits=2, width=0.25), (28, 28, 1)),
@@ -222,6 +223,28 @@ def test_fitnet_taps_line_up():
     teacher, student = models.vgg_teacher(width=0.25), models.fitnet_student()
     assert teacher.get_layer("hint").output.shape[1:3] == (8, 8)
     assert student.get_layer("guided").output.shape[1:3] == (8, 8)
+    for shape, size in (((32, 32, 3), (8, 8)), ((28, 28, 1), (7, 7))):
+        deep, hint = models.fitnet(shape), models.vgg_teacher(shape, width=0.25).get_layer("hint")
+        assert deep.get_layer("guided").output.shape[1:3] == hint.output.shape[1:3] == size
+
+
+def test_the_deep_thin_student_starts_as_a_pre_batchnorm_network_would():
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).uniform(size=(64, 28, 28, 1)).astype(np.float32)
+    small, he = models.fitnet((28, 28, 1)), models.fitnet((28, 28, 1), init_std=None)
+    convs = [layer for layer in small.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == 9 and all(layer.use_bias for layer in convs)
+    kernel = np.asarray(convs[4].kernel)
+    assert kernel.std() == pytest.approx(0.01, rel=0.1)
+
+    # N(0, 0.01) shrinks the signal layer by layer: the logits barely depend on the image
+    def spread(model):  # in training, where BatchNorm normalises by the batch
+        return np.asarray(model(x, training=True)).std(axis=0).mean()
+
+    assert spread(small) < 1e-4 * spread(he)
+    bn = models.fitnet((28, 28, 1), batch_norm=True)
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in bn.layers) == 9
+    assert spread(bn) > 1e-2 * spread(he)  # BatchNorm undoes the scale of the weights
 
 
 def test_plain_cnn_depths_and_widths():

@@ -2,7 +2,8 @@
 "Profiles").
 
 * ``smoke``: seconds per notebook on 2 CPU cores, for tests and CI; results are meaningless.
-* ``cpu`` (default): at most ~15 minutes per notebook on 2 CPU cores; the KD effect is visible.
+* ``cpu`` (default): at most 20 minutes per notebook on 2 CPU cores; each paper's effect and its
+  contrast decided over at least five seeds.
 * ``full``: the papers' / original notebooks' scale, for a GPU.
 
 Each notebook's settings are one table here (:data:`NOTEBOOKS`). Its parameters cell is made
@@ -44,7 +45,7 @@ class P(NamedTuple):
 ABOUT = {
     "smoke": "smoke profile: tiny subsets and a single epoch, to check that the notebook runs; "
     "its numbers mean nothing",
-    "cpu": "cpu profile: reduced data, widths and epochs, sized for about 15 minutes on 2 CPU "
+    "cpu": "cpu profile: reduced data, widths and epochs, sized for at most 20 minutes on 2 CPU "
     "cores",
     "full": "full profile: the paper's / original notebook's scale, meant for a GPU",
 }
@@ -215,12 +216,8 @@ SPECS: dict[str, Spec] = {
 }
 
 # One entry per notebook. A plain value is shared by all profiles; P(...) differs by profile.
-# The full profile is sized for about 30 minutes per notebook on one H100; where a source
-# notebook's scale does not fit, the comment says what was cut. Measured on one H200 (JAX, mixed
-# float16, 2026-11-26, two notebooks sharing it): 00 about 11 minutes; 02's teacher 302 s for its
-# 10 epochs, and its first student unfinished after about 3 minutes. Seed 001's own log has its
-# student's 10 epochs at about half its teacher's time, so nine students on all 50,000 images
-# would take about 20 minutes more: 02's students train on 10,000 for 8 epochs (see its entry).
+# The full profile is sized for about 30 minutes per notebook on one GPU; where a source
+# notebook's scale does not fit, the comment says what was cut (docs/gpu.md has the timings).
 NOTEBOOKS: dict[str, dict] = {
     "00_soft_targets_temperature": {
         "seed": 0,
@@ -267,29 +264,25 @@ NOTEBOOKS: dict[str, dict] = {
     },
     "02_densenet_teacher_student_mnist": {
         "seed": 0,
-        "seeds": P(1, 3, 3),
-        "temperature": P(4.0, 4.0, 10.0),
+        "seeds": P(1, 5, 3),
+        "temperature": 10.0,  # the DenseNet notebook's, where T² on or off matters most
         "alpha": P(0.5, 0.5, 0.9),
         "epochs": P(1, 8, 8),  # full: seed 001's 10, cut for time (see n_train)
         "teacher_epochs": P(1, 2, 10),
         "batch_size": P(64, 64, 256),
         "lr": 1e-3,
         "n_val": P(500, 3000, 10000),
-        "n_teacher": P(
-            1000, 25000, None
-        ),  # the teacher's training images (cpu: 2 epochs in about 1.5 minutes)
-        # the students' (full: 10,000 of seed 001's 50,000, so nine students fit one GPU session:
-        # 55 and 59 s for 10 epochs on one H200, with the GPU to itself, once compiled)
+        "n_teacher": P(1000, 25000, None),  # the teacher's training images
+        # the students' (full: 10,000 of seed 001's 50,000, so that its students fit one GPU
+        # session)
         "n_train": P(1000, 4000, 10000),
         "image_size": P(28, 28, 112),
         "stem": P("small", "small", "imagenet"),
         "blocks": P((1, 1), (3, 3, 3), (6, 12, 24, 16)),
         "teacher_growth": P(4, 12, 32),
         "student_growth": P(2, 6, 12),
-        # 0.99 (Keras's, seed 001's) lags far behind the weights in a few hundred steps: at full
-        # the teacher gets 1,950 steps and keeps it; the students get a few hundred, and at 0.99
-        # five of them (H200, 10 epochs of 39 steps) validated at 32 to 94 % while their training
-        # accuracy was 99.6 to 100 %
+        # 0.99 (Keras's, seed 001's) averages about 100 steps, and lags the weights of a student
+        # trained for a few hundred: at full the teacher gets 1,950 steps and keeps it
         "bn_momentum": P(0.9, 0.9, 0.99),
         "student_bn_momentum": 0.9,
         "mixed_precision": "auto",

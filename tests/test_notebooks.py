@@ -118,7 +118,7 @@ def test_papermill_parameters_reach_the_record_and_tensorboard_logs_each_student
     assert momentum == {"teacher": str(teacher), "student": "0.5"}
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
     students = sorted(d.name for d in logs.iterdir() if d.name.startswith("student"))
-    assert len(students) == 4 and all(
+    assert len(students) == 3 and all(
         list((logs / s).rglob("events.out.tfevents.*")) for s in students
     )
 

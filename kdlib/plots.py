@@ -58,16 +58,20 @@ def curves(
 ) -> Figure:
     """``metric`` per epoch for several runs, one line each: ``histories`` maps a label to a
     Keras-style history dict, or to a list of them (one per seed), drawn as the mean with a
-    band from the lowest to the highest seed."""
+    band from the lowest to the highest seed. Runs that stopped early (``patience``) count at
+    the epochs they ran."""
     fig = _figure(6, 3.5)
     ax = fig.subplots()
     for label, runs in histories.items():
         runs = [runs] if isinstance(runs, Mapping) else list(runs)
-        values = np.array([run[metric] for run in runs], dtype=float)
-        epochs = np.arange(1, values.shape[1] + 1)
+        longest = max(len(run[metric]) for run in runs)
+        values = np.full((len(runs), longest), np.nan)
+        for row, run in zip(values, runs):
+            row[: len(run[metric])] = run[metric]
+        epochs = np.arange(1, longest + 1)
         line = ax.plot(
             epochs,
-            values.mean(axis=0),
+            np.nanmean(values, axis=0),
             marker="o",
             markersize=3,
             label=label + (f" ({len(runs)} seeds)" if len(runs) > 1 else ""),
@@ -75,8 +79,8 @@ def curves(
         if len(runs) > 1:
             ax.fill_between(
                 epochs,
-                values.min(axis=0),
-                values.max(axis=0),
+                np.nanmin(values, axis=0),
+                np.nanmax(values, axis=0),
                 color=line[0].get_color(),
                 alpha=0.15,
             )

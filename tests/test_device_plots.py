@@ -105,6 +105,10 @@ def test_curves_and_sweep_plots():
     )  # two seeds
     np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [0.2, 0.6])
     assert len(fig.axes[0].collections) == 1  # the band between the seeds
+    fig = plots.curves(  # a seed that stopped early counts at the epochs it ran
+        {"a": [{"val_accuracy": [0.1, 0.5, 0.9]}, {"val_accuracy": [0.3]}]}
+    )
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [0.2, 0.5, 0.9])
     assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())  # whole epochs
     fig = plots.sweep(
         {"KD": {2: [0.8, 0.82], 4: [0.85, 0.87]}}, "T", baselines={"alone": [0.7, 0.72]}

@@ -139,24 +139,9 @@ SPECS: dict[str, Spec] = {
     "hinton_lr": Spec("float", "learning rate of part 2's nets", low=1e-7, high=1.0),
     "temperature": Spec("float", "softmax temperature T of the soft term", low=1e-3, high=1e4),
     "hinton_temperature": Spec("float", "temperature of part 2's distillation", low=1e-3, high=1e4),
-    "kd_temperature": Spec(
-        "float",
-        "T of the KD students; None: the sweep's best on validation",
-        low=1e-3,
-        high=1e4,
-        none=True,
-    ),
     "alpha": Spec("float", "weight of the soft term; the labels get 1 - alpha", low=0.0, high=1.0),
     "hinton_alpha": Spec("float", "weight of the soft term in part 2", low=0.0, high=1.0),
-    "kd_alpha": Spec(
-        "float",
-        "alpha of the KD students; None: the sweep's best on validation",
-        low=0.0,
-        high=1.0,
-        none=True,
-    ),
     "temperatures": Spec("floats", "temperatures of the sweep", low=1e-3, high=1e4),
-    "alphas": Spec("floats", "soft-term weights of the sweep", low=0.0, high=1.0),
     "sweep_seeds": Spec(
         "int", "seeds per point of the sweep (on the validation split)", low=1, high=100
     ),
@@ -164,7 +149,6 @@ SPECS: dict[str, Spec] = {
     "n_teacher": _size("the teacher's training images"),
     "n_train": _size("the students' training images"),
     "n_transfer": _size("the student's training (transfer) images"),
-    "n_assistant": _size("training images of the stronger assistant"),
     "cnn_n_train": _size("training images of part 1's CNNs"),
     "width": Spec("float", "channel multiplier of the networks", low=0.01, high=16.0),
     "cnn_width": Spec("float", "channel multiplier of part 1's CNNs", low=0.01, high=16.0),
@@ -207,10 +191,10 @@ SPECS: dict[str, Spec] = {
         "str", "the teacher's learning-rate schedule", choices=("constant", "cosine")
     ),
     "schedule": Spec("str", "the students' learning-rate schedule", choices=("constant", "cosine")),
-    "assistants": Spec("ints", "depths of the assistants tried one at a time", choices=(4, 6, 8)),
-    "chain": Spec(
-        "ints", "depths of the chain's assistants, teacher side first", choices=(4, 6, 8)
+    "teacher_depths": Spec(
+        "ints", "depths of the plain-CNN teachers (plane<depth>)", choices=(4, 6, 8, 10)
     ),
+    "assistant_depth": Spec("int", "depth of the teacher assistant", choices=(4, 6, 8)),
     "weight_bits": Spec("int", "bits per weight of the quantized student", low=1, high=16),
     "activation_bits": Spec("int", "bits per activation of the quantized student", low=1, high=16),
     "bit_widths": Spec("ints", "weight bit widths of the bits sweep (32: float)", low=1, high=32),
@@ -314,18 +298,21 @@ NOTEBOOKS: dict[str, dict] = {
     },
     "04_teacher_assistant_cifar10": {
         "seed": 0,
-        "seeds": P(1, 4, 3),
+        "seeds": P(1, 5, 3),
         "dataset": "cifar10",
-        "temperature": P(4.0, 2.0, 4.0),  # cpu: the T notebook 03's sweep chose on validation
-        "alphas": P((0.5,), (0.1, 0.5, 0.9), (0.1, 0.5, 0.9)),  # 0.1 is TAKD's lambda = 0.5 here
+        "temperature": 4.0,  # fixed before the runs, as alpha
+        "alpha": 0.5,
+        "teacher_depths": P((4, 6, 8), (4, 6, 8, 10), (4, 6, 8, 10)),
+        "assistant_depth": 4,
+        "teacher_epochs": P(1, 3, 20),
+        "teacher_width": P(0.25, 0.5, 1.0),
+        "n_teacher": P(1000, 20000, None),  # the teachers' and the assistants' training images
         "epochs": P(1, 8, 30),
         "batch_size": P(64, 64, 128),
         "lr": 1e-3,
+        "n_val": P(500, 5000, 5000),
         "n_train": P(1000, 5000, None),  # the students' training images
-        "n_assistant": P(2000, 15000, None),  # the stronger assistant's
-        "width": P(0.25, 0.5, 1.0),
-        "assistants": P((4,), (4, 6), (4, 6, 8)),  # cpu: plane8 left out for time
-        "chain": P((4,), (6, 4), (8, 6, 4)),
+        "width": P(0.25, 0.5, 1.0),  # the plane2 student's channel multiplier
     },
     "05_quantized_student_svhn": {
         "seed": 0,
@@ -354,7 +341,7 @@ NOTEBOOKS: dict[str, dict] = {
 
 # The training-set sizes each notebook takes out of its dataset: (n_val, every n_* drawn from
 # what remains). Checked against the dataset's size in get().
-_SIZE_KNOBS = ("n_teacher", "n_train", "n_transfer", "cnn_n_train", "n_assistant")
+_SIZE_KNOBS = ("n_teacher", "n_train", "n_transfer", "cnn_n_train")
 
 
 class Config(dict):
@@ -387,19 +374,12 @@ def resolve(profile: str | None = None) -> str:
     return name
 
 
-# Notebooks that take another's validation split (and teacher) and have no n_val of their own.
-_SPLIT_OF = {"04_teacher_assistant_cifar10": "03_fitnet_hints_cifar10"}
-
-
 def _check_sizes(notebook: str, cfg: dict) -> None:
     """Every training subset must fit in what the validation split leaves of the dataset (the
-    MNIST notebooks have no ``dataset`` setting; notebook 04 takes notebook 03's split)."""
+    MNIST notebooks have no ``dataset`` setting)."""
     dataset = cfg.get("dataset", "mnist")
     total = SIZES[dataset][0]
-    if notebook in _SPLIT_OF:
-        n_val = get(_SPLIT_OF[notebook], cfg.profile, dataset=dataset).n_val
-    else:
-        n_val = cfg.get("n_val", 0)
+    n_val = cfg.get("n_val", 0)
     left = total - n_val
     if left < 1:
         raise ValueError(f"n_val={n_val} leaves no training image of {dataset}'s {total:,}")
@@ -440,6 +420,13 @@ def get(notebook: str, profile: str | None = None, **overrides) -> Config:
         raise ValueError(
             f"hint_epochs={cfg.hint_epochs} must be fewer than epochs={cfg.epochs}: the hint stage "
             "is part of the student's budget, and KD needs at least one epoch after it"
+        )
+    deeper = [d for d in cfg.get("teacher_depths", ()) if d > cfg.get("assistant_depth", 0)]
+    if "assistant_depth" in cfg and len(deeper) < 2:
+        raise ValueError(
+            f"teacher_depths={cfg.teacher_depths} needs two depths above assistant_depth="
+            f"{cfg.assistant_depth}: the assistant is tested under the largest teacher and the "
+            "smallest one above it"
         )
     return cfg
 

@@ -119,12 +119,22 @@ def test_the_stand_in_datasets_sizes_are_checked_too():
         profiles.get("02_densenet_teacher_student_mnist", "cpu", mixed_precision="fp8")
     with pytest.raises(ValueError, match="dataset must be one of"):
         profiles.get("03_fitnet_hints_cifar10", "cpu", dataset="imagenet")
-    with pytest.raises(  # 04 has no n_val: it takes notebook 03's split at the same profile
+    with pytest.raises(
         ValueError,
-        match="n_assistant=48,000 but cifar10 has 50,000 training images and n_val=5,000 leaves",
+        match="n_teacher=48,000 but cifar10 has 50,000 training images and n_val=5,000 leaves",
     ):
-        profiles.get("04_teacher_assistant_cifar10", "cpu", n_assistant=48000)
-    assert profiles.get("04_teacher_assistant_cifar10", "cpu", n_assistant=45000).n_assistant
+        profiles.get("04_teacher_assistant_cifar10", "cpu", n_teacher=48000)
+    assert profiles.get("04_teacher_assistant_cifar10", "cpu", n_teacher=45000).n_teacher
+
+
+def test_budgets_that_leave_no_room_are_refused_before_any_work():
+    with pytest.raises(ValueError, match="hint_epochs=13 must be fewer than epochs=13"):
+        profiles.get("03_fitnet_hints_cifar10", "cpu", hint_epochs=13)
+    with pytest.raises(ValueError, match="needs two depths above assistant_depth=6"):
+        profiles.get(
+            "04_teacher_assistant_cifar10", "cpu", assistant_depth=6, teacher_depths=[4, 8]
+        )
+    assert profiles.get("04_teacher_assistant_cifar10", "cpu", assistant_depth=6).assistant_depth
     with pytest.raises(
         ValueError,
         match="n_train=71,000 but svhn has 73,257 training images and n_val=2,500 leaves 70,757",

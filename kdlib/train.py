@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -549,10 +549,22 @@ def cached_classifier(
     return model, info
 
 
+STALLED = 1.5  # times chance: below it a model has not learned
+
+
+def stalled(runs: Sequence[Trained], num_classes: int) -> int:
+    """How many of ``runs`` stalled: their best validation accuracy stayed below
+    :data:`STALLED` times chance. A stalled run is not a slightly worse one; notebooks report
+    the count beside the mean."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes!r}")
+    return sum(run.best_val_accuracy < STALLED / num_classes for run in runs)
+
+
 def warn_if_at_chance(name: str, accuracy: float | None, num_classes: int) -> None:
     """Warn when a (teacher) model's validation accuracy is no better than guessing: every
     result distilled from it would be meaningless. (At the ``smoke`` profile that can happen.)"""
-    if accuracy is not None and accuracy < 1.5 / num_classes:
+    if accuracy is not None and accuracy < STALLED / num_classes:
         warnings.warn(
             f"{name}: validation accuracy {accuracy:.4f} is at chance level for {num_classes} "
             "classes; "

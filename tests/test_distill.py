@@ -297,6 +297,17 @@ def test_losses_module_exposes_the_same_soft_term_to_keras_distillation():
     assert np.isfinite(d.fit(x, y, epochs=1, verbose=0).history["loss"][0])
 
 
+def test_runs_that_stay_below_one_and_a_half_times_chance_count_as_stalled():
+    def run(val):
+        return train.Trained(None, 0.0, 0, val, 1, 0.0, {})
+
+    runs = [run(0.10), run(0.149), run(0.151), run(0.9)]
+    assert train.stalled(runs, 10) == 2 and train.stalled(runs, 2) == 3  # 0.75 for two
+    assert train.stalled([], 10) == 0
+    with pytest.raises(ValueError, match="num_classes must be at least 2"):
+        train.stalled(runs, 1)
+
+
 def test_a_teacher_at_chance_level_is_reported():
     with pytest.warns(UserWarning, match="at chance level for 10 classes"):
         train.warn_if_at_chance("teacher", 0.1, 10)

@@ -127,6 +127,7 @@ SPECS: dict[str, Spec] = {
     ),
     "epochs": _count("training epochs of each student"),
     "teacher_epochs": _count("training epochs of the teacher"),
+    "control_epochs": _count("training epochs of the control teacher, on the students' images"),
     "hint_epochs": _count("epochs of the FitNets hint stage, out of the student's epochs"),
     "patience": _count("epochs without a better validation accuracy before a student stops"),
     "latency_repeats": _count("timed calls per latency figure of a shipped file"),
@@ -203,7 +204,7 @@ SPECS: dict[str, Spec] = {
 NOTEBOOKS: dict[str, dict] = {
     "00_soft_targets_temperature": {
         "seed": 0,
-        "seeds": P(1, 3, 5),
+        "seeds": P(1, 5, 5),
         "temperature": 4.0,
         "alpha": 0.9,
         "epochs": P(1, 15, 20),
@@ -214,6 +215,7 @@ NOTEBOOKS: dict[str, dict] = {
         "n_transfer": P(1000, 10000, None),  # the student's
         "teacher_width": P(0.25, 0.5, 1.0),
         "teacher_epochs": P(1, 3, 10),
+        "control_epochs": P(1, 10, 20),  # the control teacher's, on the students' images
         "student_hidden": P((32,), (128,), (128,)),
     },
     "01_ensemble_distillation_mnist": {

@@ -41,11 +41,16 @@ def start(notebook: str, namespace: dict, *, standin: str | None = None) -> Star
     return Start(cfg, dataset, run, info)
 
 
+def colab_url(notebook: str) -> str:
+    """Where Colab opens ``notebook`` (its file name without suffix) from :data:`REPOSITORY`."""
+    path = REPOSITORY.replace("github.com", "github")
+    return f"https://colab.research.google.com/{path}/blob/main/notebooks/{notebook}.ipynb"
+
+
 def colab_badge(notebook: str) -> str:
     """Markdown for the "Open in Colab" badge of ``notebook`` (its file name without suffix)."""
-    path = REPOSITORY.replace("github.com", "github")
-    url = f"https://colab.research.google.com/{path}/blob/main/notebooks/{notebook}.ipynb"
-    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+    badge = "https://colab.research.google.com/assets/colab-badge.svg"
+    return f"[![Open In Colab]({badge})]({colab_url(notebook)})"
 
 
 def install_cell() -> str:

@@ -161,3 +161,17 @@ def test_the_committed_index_and_results_page_are_what_the_committed_records_giv
 def test_the_readme_keeps_to_its_length_budget():
     lines = (ROOT / "README.md").read_text().splitlines()
     assert len(lines) <= README_BUDGET, f"README.md has {len(lines)} lines, over {README_BUDGET}"
+
+
+def test_make_notebooks_remakes_the_pages_after_the_runner_and_make_pages_alone():
+    import subprocess
+
+    def planned(target: str) -> list[str]:
+        out = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.splitlines()
+
+    lines = planned("notebooks")
+    runner = next(i for i, line in enumerate(lines) if "kdlib.runner" in line)
+    assert any("-m kdlib.pages" in line for line in lines[runner + 1 :])
+    assert any(line.endswith("-m kdlib.pages") for line in planned("pages"))

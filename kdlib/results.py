@@ -70,8 +70,8 @@ def git_commit() -> dict:
     ``$KDLIB_SOURCE_COMMIT``, where set, names the commit instead, and ``dirty`` is
     ``$KDLIB_SOURCE_DIRTY`` (``1`` or ``0``), else None (unknown). ``make device-full`` sets the
     commit from the caller's clean checkout, because the copy a lent GPU machine gets need not
-    carry that checkout's ``.git`` (on 2026-11-26 it carried an older HEAD, and git there called
-    the tree dirty); the runner sets both (:func:`source_env`). Outside a checkout without
+    carry that checkout's ``.git``, or may carry an older one whose HEAD and dirty state are not
+    the code's; the runner sets both (:func:`source_env`). Outside a checkout without
     them: both None."""
     if os.environ.get("KDLIB_SOURCE_COMMIT"):
         dirty = os.environ.get("KDLIB_SOURCE_DIRTY")

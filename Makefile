@@ -3,7 +3,8 @@
 #                             backend-agnostic tests and every notebook again under JAX
 #   make run [PROFILE=cpu]    execute every notebook into runs/<profile>/ and summarise the records
 #   make notebooks            re-make the committed runs (cpu: notebooks in place + results/;
-#                             PROFILE=full: notebooks/full/ + results/full/)
+#                             PROFILE=full: notebooks/full/ + results/full/), then the pages
+#   make pages                the README's notebook index and docs/results.md, from the records
 #   make lab [ARGS=...]       JupyterLab on the notebooks (extra arguments in ARGS)
 #   make slides               build the lecture deck into slides/build/index.html
 #   make bench                print the benchmark figures
@@ -38,7 +39,7 @@ comma := ,
 EXTRAS := $(BACKEND),lab,test$(if $(filter tensorflow,$(BACKEND)),$(comma)deploy)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install test run notebooks lab slides bench clean device-kit device-full device-unpack
+.PHONY: install test run notebooks pages lab slides bench clean device-kit device-full device-unpack
 
 $(VENV)/.installed-$(BACKEND): pyproject.toml
 	@echo "== creating $(VENV) and installing kdlib[$(EXTRAS)] (a few minutes the first time)"
@@ -91,6 +92,10 @@ run: install
 
 notebooks: install
 	$(PY) -m kdlib.runner --profile $(PROFILE) --commit $(if $(ONLY),--only $(ONLY)) $(if $(filter 1,$(RESUME)),--resume)
+	$(PY) -m kdlib.pages
+
+pages: install
+	$(PY) -m kdlib.pages
 
 lab: install
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS) notebooks
@@ -107,7 +112,7 @@ bench: install
 # working tree's, so a kit made before a change to kdlib still runs the changed code.
 DEVICE_HAS := numpy scipy matplotlib pillow fonttools kiwisolver contourpy cycler pyparsing h5py
 device-kit:
-	@test -d "$(DATASETS)/mnist" || { echo "make device-kit: no mnist/ in DATASETS='$(DATASETS)'; set KDLIB_DATA_DIR or DATASETS to the folder holding mnist/ and fashion-mnist/ (see README, Data)"; exit 2; }
+	@test -d "$(DATASETS)/mnist" || { echo "make device-kit: no mnist/ in DATASETS='$(DATASETS)'; set KDLIB_DATA_DIR or DATASETS to the folder holding mnist/ and fashion-mnist/ (see docs/gpu.md)"; exit 2; }
 	rm -rf .whl .data && mkdir -p .whl .data
 	$(PYTHON) -m pip download -q --python-version $(WHEEL_PYTHON) --only-binary=:all: -d .whl \
 		--platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform any \
@@ -116,8 +121,8 @@ device-kit:
 	cp -r $(DATASETS)/mnist $(DATASETS)/fashion-mnist .data/
 	@du -sh .whl .data
 
-# A lent machine's copy of the tree need not carry this checkout's .git (on 2026-11-26 it had an
-# older HEAD): SOURCE_COMMIT (the caller's `git rev-parse --short HEAD`, of a clean tree) names
+# A lent machine's copy of the tree need not carry this checkout's .git, or may carry an older
+# one: SOURCE_COMMIT (the caller's `git rev-parse --short HEAD`, of a clean tree) names
 # the code in the records. Its $$OUT takes at most 8 files of 16 MiB
 # (64 MiB in all): what this call added to the cache comes back in 15 MiB pieces when it packs
 # into 45 MiB, without the checkpoints of runs that finished (the cached models hold their

@@ -70,8 +70,8 @@ def git_commit() -> dict:
     ``$KDLIB_SOURCE_COMMIT``, where set, names the commit instead, and ``dirty`` is
     ``$KDLIB_SOURCE_DIRTY`` (``1`` or ``0``), else None (unknown). ``make device-full`` sets the
     commit from the caller's clean checkout, because the copy a lent GPU machine gets need not
-    carry that checkout's ``.git`` (on 2026-11-26 it carried an older HEAD, and git there called
-    the tree dirty); the runner sets both (:func:`source_env`). Outside a checkout without
+    carry that checkout's ``.git``, or may carry an older one whose HEAD and dirty state are not
+    the code's; the runner sets both (:func:`source_env`). Outside a checkout without
     them: both None."""
     if os.environ.get("KDLIB_SOURCE_COMMIT"):
         dirty = os.environ.get("KDLIB_SOURCE_DIRTY")
@@ -315,11 +315,18 @@ class Table:
     def _cells(self) -> list[list[str]]:
         return [[_fmt(r.get(c), self.digits) for c in self.columns] for r in self.rows]
 
-    def _repr_markdown_(self) -> str:
-        head = "| " + " | ".join(self.columns) + " |"
-        rule = "| " + " | ".join("---" for _ in self.columns) + " |"
-        lines = [head, rule] + ["| " + " | ".join(c) + " |" for c in self._cells()]
+    def markdown(self) -> str:
+        """The table in Markdown (what Jupyter shows, and what ``kdlib.pages`` writes); a ``|``
+        inside a cell is escaped, so it cannot split the cell."""
+
+        def row(cells) -> str:
+            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+        lines = [row(self.columns), row("---" for _ in self.columns)]
+        lines += [row(c) for c in self._cells()]
         return "\n".join(([f"**{self.caption}**", ""] if self.caption else []) + lines)
+
+    _repr_markdown_ = markdown
 
     def __str__(self) -> str:
         cells = self._cells()
@@ -531,7 +538,8 @@ def compare_table(
     return Family("", comparisons, paired=paired).table(digits=digits, caption=caption)
 
 
-def _headline_table(record: dict) -> Table:
+def headline_table(record: dict) -> Table:
+    """A record's headline measures (``metrics["headline"]``), one row each."""
     rows = [
         {"measure": k, "value": v} for k, v in record.get("metrics", {}).get("headline", {}).items()
     ]
@@ -549,7 +557,7 @@ def summary(records: Iterable[dict]) -> str:
             data += f" (stand-in for {r['requested_dataset']})"
         parts.append(
             f"{r['notebook']} · {r['profile']} profile · {data} · {minutes:.1f} min\n"
-            f"{_headline_table(r)}"
+            f"{headline_table(r)}"
         )
     return "\n\n".join(parts) if parts else "(no records)"
 

@@ -105,8 +105,9 @@ def _entry(record: dict, label: str) -> dict:
 
 def _units(entry: dict) -> tuple[float, int, str]:
     """Scale, decimals and unit of a comparison's difference: percentage points when both sides
-    are fractions (accuracies), else the record's own unit (e.g. test errors)."""
-    if all(0 <= v <= 1 for v in [*entry["a"], *entry["b"]]):
+    are fractions (accuracies, or differences of them), else the record's own unit (e.g. test
+    errors)."""
+    if all(abs(v) <= 1 for v in [*entry["a"], *entry["b"]]):  # accuracies, or their gains
         return 100.0, 2, " points"
     return 1.0, 1, ""
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import mistune
 import numpy as np
 
-from kdlib import plots, results
+from kdlib import pages, plots, results
 
 HERE = Path(__file__).resolve().parent
 BUILD = HERE / "build"
@@ -56,9 +56,9 @@ def _verdict(a, b) -> str:
 
 
 def _stated(entry: dict) -> str:
-    """The verdict a run recorded for one comparison of a family (``metrics.comparisons``):
-    by its Holm-adjusted p-value (kdlib.results.compare_all); records made before the course
-    adjusted for the number of tests (2026-12-02) hold the raw one only."""
+    """The verdict a full run recorded for one comparison of a family (its
+    ``metrics.comparisons``): by its Holm-adjusted p-value (kdlib.results.compare_all), or
+    the raw one where the record holds no adjusted one."""
     p, q = entry["p"], entry.get("p_holm")
     if p is None:
         return "n/a"
@@ -90,9 +90,8 @@ def fig_soft_targets(_):
 
 
 def fig_00(r):
-    curves = r["metrics"]["curves"]
-    lines = {"student alone": curves["alone"], "student distilled": curves["distilled"]}
-    return plots.curves(lines, ylabel=f"validation accuracy ({_label(r)})")
+    curves = {f"student {k}": v for k, v in r["metrics"]["curves"].items()}
+    return plots.curves(curves, ylabel=f"validation accuracy ({_label(r)})")
 
 
 def fig_01(r):
@@ -106,43 +105,38 @@ def fig_02(r):
 
 
 def fig_03(r):
-    sweep = r["metrics"]["sweep_validation"]
-    lines = {
-        f"KD, α = {a.split('=')[1]}": {float(t.split("=")[1]): v for t, v in ts.items()}
-        for a, ts in sweep.items()
+    curves = {  # the record keeps each seed's validation accuracy per epoch
+        k: [{"val_accuracy": v} for v in seeds] for k, seeds in r["metrics"]["curves"].items()
     }
-    baselines = {"student alone": r["metrics"]["alone_validation"]}
-    return plots.sweep(
-        lines, "temperature T", f"validation accuracy ({_label(r)})", baselines=baselines
-    )
+    return plots.curves(curves, ylabel=f"validation accuracy ({_label(r)})")
 
 
 def fig_04(r):
     m = r["metrics"]
-    sizes = m["parameters"]
     points = {
-        name.replace("TAKD ", ""): (sizes[name.split()[-1]] / 1e6, accs)
-        for name, accs in m["students"].items()
-        if name.startswith("TAKD via")
+        f"from {name}": (m["parameters"][name] / 1e6, m["students"][name])
+        for name in m["teacher_accuracy"]
     }
     return plots.accuracy_vs_size(
         points,
-        xlabel="assistant parameters (M)",
-        ylabel=f"test accuracy ({_label(r)})",
-        baselines={"student alone": m["students"]["NOKD"]},
+        xlabel="parameters of the student's teacher (M)",
+        ylabel=f"plane2's test accuracy ({_label(r)})",
+        baselines={"student alone": m["students"]["alone"]},
     )
 
 
 def fig_05(r):
-    grid = r["metrics"]["grid"]
-    lines = {v: {float(t.split("=")[1]): a for t, a in ts.items()} for v, ts in grid.items()}
-    alone = r["metrics"]["q1"]["alone"][: len(next(iter(next(iter(grid.values())).values())))]
-    return plots.sweep(
-        lines,
-        "temperature T",
-        f"test accuracy ({_label(r)})",
-        logx=True,
-        baselines={"quantized student alone": alone},
+    m = r["metrics"]
+    points = {
+        f"{name} {mode}": (m["sizes_mb"][name], accs)
+        for name, modes in m["students"].items()
+        for mode, accs in modes.items()
+    }
+    points["teacher"] = (m["sizes_mb"]["teacher"], [m["teacher_accuracy"]])
+    return plots.accuracy_vs_size(
+        points,
+        xlabel="weights at their bit width (MB, arithmetic)",
+        ylabel=f"test accuracy ({_label(r)})",
     )
 
 
@@ -178,9 +172,19 @@ def _trio(teacher: str, teacher_accuracy: float, alone, distilled, student="stud
     ]
 
 
-def table_00(r):
+def table_comparisons(r):
+    """Every comparison the run recorded (``results.Run.compare``), with the verdict it recorded
+    and its role in the run's findings (the paper's effect, its contrast)."""
     m = r["metrics"]
-    return _trio("teacher (CNN)", m["teacher_accuracy"], m["student_alone"], m["student_distilled"])
+    roles = {label: role for role, label in m.get("findings", {}).items()}
+    return [
+        {
+            "comparison": label + (f" ({roles[label]})" if label in roles else ""),
+            "difference": pages.amount(entry),
+            "beyond noise?": entry["verdict"],
+        }
+        for label, entry in m["comparisons"].items()
+    ]
 
 
 def _table_01(m, paper: bool):
@@ -211,28 +215,6 @@ def _table_01(m, paper: bool):
     return table
 
 
-def table_01(r):
-    return _table_01(r["metrics"], paper=False)
-
-
-def _students(scores: dict, said: dict, baseline: str, column: str) -> list[dict]:
-    """A row per student: its accuracy and, but for the baseline's, the verdict its run recorded
-    against the baseline (``metrics.comparisons``, keyed like ``scores``)."""
-    return [
-        {
-            column: name,
-            "test accuracy": results.mean_std(accs),
-            "beyond noise?": _stated(said[name]) if name != baseline else "",
-        }
-        for name, accs in scores.items()
-    ]
-
-
-def table_02(r):
-    m = r["metrics"]
-    return _students(m["student_accuracy"], m["comparisons"], "alone", "student")
-
-
 def _shipped_rows(shipped: dict) -> list[dict]:
     rows = []
     for model, formats in shipped.items():
@@ -254,43 +236,6 @@ def _shipped_rows(shipped: dict) -> list[dict]:
 
 def table_02_shipped(r):
     return _shipped_rows(r["metrics"]["shipped"])
-
-
-def table_03(r):
-    m = r["metrics"]
-    kd = m["kd_setting"]
-    at = f" (T = {kd['temperature']:g}, α = {kd['alpha']:g})"
-    said = {"KD": m["comparisons"]["KD"], "hints + KD": m["comparisons"]["hints"]}  # vs alone
-    rows = [
-        {"model": "teacher", "test accuracy": f"{m['teacher_accuracy']:.4f}", "beyond noise?": ""}
-    ]
-    rows += [
-        {
-            "model": f"student, {k}" + (at if "KD" in k else ""),
-            "test accuracy": results.mean_std(v),
-            "beyond noise?": _stated(said[k]) if k != "alone" else "",
-        }
-        for k, v in m["students"].items()
-    ]
-    return rows
-
-
-def table_04(r):
-    m = r["metrics"]
-    return _students(m["students"], m["comparisons"], "NOKD", "student trained by")
-
-
-def table_05(r):
-    m = r["metrics"]
-    q1 = m["q1"]
-    return _trio(
-        "teacher (float32)",
-        m["teacher_accuracy"],
-        q1["alone"],
-        q1["distilled"],
-        "quantized student",
-        _stated(m["comparisons"]["Q1 distilled vs alone"]),
-    )
 
 
 def table_05_shipped(r):
@@ -318,13 +263,8 @@ def table_full(record):
 
 
 TABLES = {
-    "00": table_00,
-    "01": table_01,
-    "02": table_02,
+    **{number: table_comparisons for number in ("00", "01", "02", "03", "04", "05")},
     "02_shipped": table_02_shipped,
-    "03": table_03,
-    "04": table_04,
-    "05": table_05,
     "05_shipped": table_05_shipped,
 }
 

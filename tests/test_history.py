@@ -76,8 +76,10 @@ def test_no_history_in_the_modules_the_notebooks_share_settings_and_training_wit
 
 
 def test_no_history_in_notebook_markdown():
+    """The course's notebooks. (notebooks/full/ holds executed copies of full-profile runs: each
+    is the notebook as it was at the commit its record names, kept as that run's record.)"""
     found = []
-    for path in sorted((ROOT / "notebooks").rglob("*.ipynb")):
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         cells = json.loads(path.read_text())["cells"]
         for i, cell in enumerate(cells):
             if cell["cell_type"] == "markdown":

@@ -22,7 +22,7 @@ def toy_notebook(monkeypatch):
             "seed": 0,
             "epochs": profiles.P(1, 5, 50),
             "temperature": 4.0,
-            "temperatures": profiles.P((2,), (2, 4), (2, 4, 8)),
+            "student_hidden": profiles.P((2,), (2, 4), (2, 4, 8)),
         },
     )
 
@@ -33,7 +33,7 @@ def test_profile_values_and_overrides(toy_notebook, monkeypatch):
     assert (
         cfg.profile == "cpu"
         and cfg.epochs == 5
-        and cfg.temperatures == (2.0, 4.0)
+        and cfg.student_hidden == (2, 4)
         and cfg.temperature == 4.0
     )
     assert profiles.get("99_toy", "full").epochs == 50
@@ -58,7 +58,7 @@ def test_unknown_profile_notebook_or_knob_lists_the_valid_names(toy_notebook, mo
     with pytest.raises(
         ValueError,
         match="unknown setting\\(s\\) temprature for 99_toy; valid settings: seed, epochs, "
-        "temperature, temperatures",
+        "temperature, student_hidden",
     ):
         profiles.get("99_toy", "cpu", temprature=2.0)
     with pytest.raises(ValueError, match="unknown notebook '42_nothing'"):

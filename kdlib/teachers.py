@@ -1,6 +1,6 @@
-"""Teachers that more than one notebook uses, each a recipe with explicit arguments: the data
-it learns from, the builder and its arguments, the training schedule. Trained once and cached
-(``kdlib.cache``), so the second notebook loads what the first trained.
+"""Teacher recipes with explicit arguments: the data a teacher learns from, the builder and its
+arguments, the training schedule. Trained once and cached (``kdlib.cache``), so a second run,
+or another notebook with the same recipe, loads what the first trained.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def vgg(
     """The FitNets notebook's VGG-style teacher (``kdlib.models.vgg_teacher`` at ``width``, with
     BatchNorm), trained on ``n_teacher`` training images of ``dataset`` with the validation split
     of ``n_val`` images held out (the same split ``data.splits(dataset, n_val, ...)`` gives the
-    students), ``augment`` (None or ``"flip_crop"``) on the device. Notebooks 03 and 04 share it.
+    students), ``augment`` (None or ``"flip_crop"``) on the device. Notebook 03 trains it.
     ``seed`` seeds the weights and the batch order, not the split: with another seed the
     teacher still never sees the students' validation images. Returns ``(teacher, info)`` as
     ``kdlib.train.cached_classifier``."""

@@ -312,3 +312,49 @@ def test_a_resumed_run_loads_its_students_and_its_record_says_so(tmp_path, monke
     outputs = "".join(_outputs(c) for c in _code(nbformat.read(tmp_path / "1" / nb.name, 4)))
     for run in ("teacher", "student alone, seed 0", "student distilled, seed 0"):
         assert f"{run}: loaded from the kdlib cache" in outputs
+
+
+VERDICT = re.compile(r"(?:beyond noise|within noise|n/a) \([^)]*\)")
+
+
+def printed_verdicts(nb, labels) -> dict[str, set[str]]:
+    """Every verdict a notebook's outputs print, by the comparison label on the same line (the
+    longest label a line holds, so that a label inside another's is not counted twice)."""
+    found: dict[str, set[str]] = {}
+    by_length = sorted(labels, key=len, reverse=True)
+    for cell in _code(nb):
+        for line in _outputs(cell).splitlines():
+            verdicts = VERDICT.findall(line)
+            label = next((label for label in by_length if label in line), None)
+            if verdicts and label is not None:
+                found.setdefault(label, set()).update(verdicts)
+    return found
+
+
+def test_the_verdict_check_finds_a_comparison_printed_with_two_verdicts():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "stream", text="KD vs alone: +1.00 points, beyond noise (p = 0.01)\n"
+        ),
+        nbformat.v4.new_output("stream", text="KD vs alone  within noise (p = 0.07)\n"),
+        nbformat.v4.new_output("stream", text="hints + KD vs alone: within noise (p = 0.4)\n"),
+    ]
+    nb.cells.append(cell)
+    found = printed_verdicts(nb, ["KD vs alone", "hints + KD vs alone"])
+    assert found == {
+        "KD vs alone": {"beyond noise (p = 0.01)", "within noise (p = 0.07)"},
+        "hints + KD vs alone": {"within noise (p = 0.4)"},
+    }
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_each_comparison_is_printed_with_the_one_verdict_its_record_holds(path):
+    record = json.loads((ROOT / "results" / f"{path.stem}.json").read_text())
+    recorded = record["metrics"]["comparisons"]
+    assert recorded and set(record["metrics"]["findings"].values()) <= set(recorded)
+    printed = printed_verdicts(nbformat.read(path, as_version=4), recorded)
+    assert set(printed) == set(recorded), sorted(set(recorded) - set(printed))
+    for label, verdicts in printed.items():
+        assert verdicts == {recorded[label]["verdict"]}, (label, verdicts)

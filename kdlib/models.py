@@ -248,7 +248,10 @@ def fitnet(
     the first layers: trained from scratch it stays at chance. FitNets' hint stage trains the
     layers below ``"guided"`` against the teacher's middle layer directly. With ``batch_norm``
     (BatchNorm between each convolution and its ReLU) the scale of the initial weights no
-    longer matters."""
+    longer matters. Its moving averages use momentum 0.9: they start at variance 1 while these
+    small weights give outputs of variance about 1e-3, and Keras's 0.99 would take the whole of
+    a short run to forget the start, so the network would be evaluated (``training=False``)
+    with statistics it never had, at chance, while it trains well."""
     init = "he_normal" if init_std is None else keras.initializers.RandomNormal(stddev=init_std)
     inputs, x = _inputs(input_shape, augment)
     for stage, n in enumerate(filters):
@@ -257,7 +260,7 @@ def fitnet(
                 _w(n, width), 3, padding="same", use_bias=not batch_norm, kernel_initializer=init
             )(x)
             if batch_norm:
-                x = layers.BatchNormalization()(x)
+                x = layers.BatchNormalization(momentum=0.9)(x)
             x = layers.ReLU()(x)
         x = layers.MaxPooling2D(2, padding="same", name="guided" if stage == 1 else None)(x)
     x = layers.Flatten()(x)

@@ -243,7 +243,8 @@ def test_the_deep_thin_student_starts_as_a_pre_batchnorm_network_would():
 
     assert spread(small) < 1e-4 * spread(he)
     bn = models.fitnet((28, 28, 1), batch_norm=True)
-    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in bn.layers) == 9
+    norms = [layer for layer in bn.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 9 and {layer.momentum for layer in norms} == {0.9}  # forgets its start
     assert spread(bn) > 1e-2 * spread(he)  # BatchNorm undoes the scale of the weights
 
 

@@ -29,7 +29,7 @@ def _net(name, hidden=16, classes=4, bn=False):
 
 
 def _data(n=64, classes=4):
-    x = rng.normal(size=(n, 6)).astype(np.float32)
+    x = rng.uniform(size=(n, 6)).astype(np.float32)
     y = rng.integers(0, classes, n)
     return x, y
 
@@ -264,7 +264,7 @@ def run(parallel):
     d = distill.Distiller(student, teacher, temperature=2.0, alpha=0.7)
     d.compile(keras.optimizers.SGD(0.1))
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(128, 6)).astype("float32"); y = rng.integers(0, 4, 128)
+    x = rng.uniform(size=(128, 6)).astype("float32"); y = rng.integers(0, 4, 128)
     return d.fit(Batches(x, y, 32), epochs=3, verbose=0).history["loss"]
 
 single = run(False)

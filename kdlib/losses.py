@@ -48,6 +48,8 @@ import numbers
 import keras
 from keras import ops
 
+from kdlib._checks import assert_that as _assert
+
 SOFT_KINDS = ("kl", "ce")
 
 
@@ -82,37 +84,6 @@ def check_smoothing(smoothing: float) -> float:
     if not 0.0 <= float(smoothing) < 1.0:  # also rejects NaN
         raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
     return float(smoothing)
-
-
-def _is_concrete(x) -> bool:
-    """True when ``x`` holds values now (eager), False inside a traced graph or jit."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.executing_eagerly()
-    if backend == "jax":
-        import jax
-
-        return not isinstance(x, jax.core.Tracer)
-    return True
-
-
-def _assert(condition, message: str) -> None:
-    """Raise ``ValueError(message)`` when the boolean tensor ``condition`` is False.
-
-    Eager values are checked at once. In a traced TensorFlow graph the check becomes a
-    ``tf.debugging.Assert`` that fails at run time with the same message. Where no value
-    exists (JAX jit, TensorFlow XLA) the check cannot run; the losses then return NaN for
-    the bad samples, and ``kdlib.train.fit`` stops on a non-finite loss.
-    """
-    if _is_concrete(condition):
-        if not bool(ops.convert_to_numpy(condition)):
-            raise ValueError(message)
-    elif keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.debugging.Assert(condition, [message])
 
 
 def _logits(x, name: str):

@@ -269,8 +269,12 @@ class Run:
 
 def load(directory: str | os.PathLike | None = None) -> list[dict]:
     """All records in ``directory`` (default :func:`results_dir`), sorted by notebook. A file
-    that is not a readable record is an error that names it."""
+    that is not a readable record is an error that names it, and so is a ``directory`` that is
+    not a folder (a mistyped path would otherwise read as "no records")."""
     folder = Path(directory or results_dir())
+    if not folder.is_dir():
+        what = "a file, not a folder" if folder.exists() else "no such folder"
+        raise FileNotFoundError(f"no records in {folder}: {what}")
     records = []
     for path in sorted(folder.glob("*.json")):
         try:
@@ -343,10 +347,13 @@ def mean_std(values: Sequence[float], digits: int = 4) -> str:
     """``"mean ± std"`` of repeated measurements (e.g. one accuracy per seed), the form every
     results table of the course uses. The spread is the sample standard deviation (``ddof=1``):
     with three seeds the population formula would understate it by a fifth. A single value is
-    shown alone, since it has no spread."""
+    shown alone, since it has no spread. NaN or infinite values are an error, as in
+    :func:`compare`: a table would otherwise print ``nan ± nan`` for a run that failed."""
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         raise ValueError("mean_std needs at least one value")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"mean_std needs finite values, got {values.tolist()}")
     if values.size == 1:
         return f"{values[0]:.{digits}f}"
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"

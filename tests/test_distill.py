@@ -175,7 +175,7 @@ def test_bad_configurations_are_reported():
 @pytest.mark.backend
 def test_labels_out_of_range_stop_training_with_a_clear_error():
     """TensorFlow's graph runs the check and names the fault; under JAX's jit no value exists to
-    check, the loss becomes NaN and fit stops on it (kdlib.losses._assert)."""
+    check, the loss becomes NaN and fit stops on it (kdlib._checks.assert_that)."""
     x, y = _data(32)
     y[3] = 9
     d = distill.Distiller(_net("student"), _net("teacher"), temperature=2.0, alpha=0.5)

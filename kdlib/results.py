@@ -192,6 +192,8 @@ class Run:
         self._cache_mark = len(cache.loaded())
         # the code this run executes: edits made in the checkout while it runs are not its
         self._commit = git_commit()
+        # why committed runs were made from a dirty tree (kdlib.runner --allow-dirty REASON)
+        self._dirty_reason = os.environ.get("KDLIB_DIRTY_REASON") or None
 
     def log(self, **metrics) -> None:
         """Record metrics (numbers, lists, nested dicts); later values replace earlier ones.
@@ -250,6 +252,7 @@ class Run:
             "versions": versions(),
             "git_commit": commit["commit"],
             "git_dirty": commit["dirty"],
+            "git_dirty_reason": self._dirty_reason,
             "started": self.started.isoformat(timespec="seconds"),
             "wall_time_s": round(time.perf_counter() - self._t0, 1),
             "resumed": cache.resuming(),  # KDLIB_RESUME=1: students done before were loaded

@@ -1,14 +1,18 @@
 """Small file helpers shared by ``cache``, ``data``, ``train`` and ``results``: atomic writes,
-and a check that a folder can be written before any work is spent."""
+a check that a folder can be written before any work is spent, and a check that a value can
+be stored as JSON, made when it is handed over rather than when the file is written."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -51,3 +55,30 @@ def check_writable(folder: str | os.PathLike, hint: str = "choose another folder
     except OSError as e:
         raise PermissionError(f"cannot write to {folder} ({e.strerror or e}): {hint}") from e
     return folder
+
+
+def jsonable(value, name: str):
+    """``value`` as plain JSON data: NumPy scalars and arrays become numbers and lists, tuples
+    lists, dict keys strings, and NaN or infinite floats None (strict JSON has no such numbers,
+    and a reader should see "no value"). Anything else (a path, a set, a tensor, an object) is
+    a TypeError naming where it is (``name``, then ``[key]``/``[index]``), so it is refused when
+    it is logged, not when the record is written at the end of a run."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.generic) and not isinstance(value, np.object_):
+        return jsonable(value.item(), name)
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return jsonable(value.tolist(), name)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): jsonable(v, f"{name}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, f"{name}[{i}]") for i, v in enumerate(value)]
+    raise TypeError(
+        f"{name} is a {type(value).__module__}.{type(value).__name__}, which a JSON record "
+        "cannot hold: store a number, a string, or a list or dict of them (e.g. float(x) for a "
+        "tensor, str(path), sorted(a_set))"
+    )

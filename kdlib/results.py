@@ -147,18 +147,10 @@ def versions() -> dict:
     return found
 
 
-def _plain(value):
-    """JSON-friendly copies of NumPy scalars/arrays and nested containers; NaN and infinities
-    become None (strict JSON has no such numbers, and a reader should see "no value")."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+def _plain(value, name: str = "value"):
+    """JSON-friendly copies of NumPy scalars/arrays and nested containers, NaN and infinities
+    as None; a value JSON cannot hold is a TypeError naming it (:func:`kdlib._io.jsonable`)."""
+    return _io.jsonable(value, name)
 
 
 def val_curves(histories: Mapping[str, Sequence[Mapping]]) -> dict:
@@ -172,7 +164,9 @@ def val_curves(histories: Mapping[str, Sequence[Mapping]]) -> dict:
 
 
 class Run:
-    """One notebook run: create it at the start, ``log`` metrics, ``save`` at the end."""
+    """One notebook run: create it at the start, ``log`` metrics, ``save`` at the end. The
+    folder :meth:`save` writes to by default (:func:`results_dir`) is checked for writing when
+    the run is created, before the notebook's work."""
 
     def __init__(
         self,
@@ -184,6 +178,10 @@ class Run:
     ):
         self.notebook = notebook
         self.config = dict(config)
+        # the record's folder is checked now, not at save(), after the run's work
+        _io.check_writable(
+            results_dir(self.config.get("profile")), "set KDLIB_RESULTS_DIR to a writable folder"
+        )
         self.dataset = dataset
         self.requested = requested or dataset
         self.metrics: dict = {}
@@ -196,14 +194,16 @@ class Run:
         self._dirty_reason = os.environ.get("KDLIB_DIRTY_REASON") or None
 
     def log(self, **metrics) -> None:
-        """Record metrics (numbers, lists, nested dicts); later values replace earlier ones.
+        """Record metrics (numbers, strings, lists, nested dicts; NumPy values become plain
+        numbers); later values replace earlier ones. A value a JSON record cannot hold (a path,
+        a set, a tensor) is a TypeError naming its key, now rather than at :meth:`save`.
         ``comparisons`` and ``findings`` are :meth:`compare`'s and :meth:`findings`'."""
         reserved = sorted({"comparisons", "findings"} & set(metrics))
         if reserved:
             raise ValueError(
                 f"{', '.join(reserved)} are recorded by Run.compare and Run.findings, not log"
             )
-        self.metrics.update(_plain(metrics))
+        self.metrics.update({k: _plain(v, f"Run.log({k}=...)") for k, v in metrics.items()})
 
     def compare(self, family: str, comparisons: Comparisons, *, paired: bool = True) -> Family:
         """:func:`compare_all` over one family of comparisons, recorded in the run's

@@ -5,11 +5,12 @@ result. Nothing is lost and nothing is silent."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from kdlib import profiles, quant, results, runner
+from kdlib import cache, profiles, quant, results, runner
 
 rng = np.random.default_rng(37)
 
@@ -128,3 +129,114 @@ def test_the_runner_banner_states_the_settings_the_notebook_runs_with(
     shown = capsys.readouterr().out
     cfg = profiles.get("00_soft_targets_temperature", "smoke")
     assert f"settings: {cfg!r}" in shown and f"epochs={cfg.epochs}" in shown
+
+
+# --------------------------------------------------------------------------- writes checked first
+
+
+def test_a_run_checks_its_records_folder_when_it_is_created(tmp_path, monkeypatch):
+    afile = tmp_path / "a-file"
+    afile.write_text("")
+    monkeypatch.setenv("KDLIB_RESULTS_DIR", str(afile))
+    with pytest.raises(PermissionError, match=f"cannot write to {afile}.*KDLIB_RESULTS_DIR"):
+        results.Run("00_soft_targets_temperature", {"profile": "smoke"})
+
+
+def test_a_run_checks_a_read_only_records_folder_when_it_is_created(tmp_path, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        monkeypatch.setenv("KDLIB_RESULTS_DIR", str(locked))
+        with pytest.raises(PermissionError, match=f"cannot write to {locked}"):
+            results.Run("00_soft_targets_temperature", {"profile": "smoke"})
+    finally:
+        locked.chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    "value,kind",
+    [(Path("runs"), "PosixPath"), ({1, 2}, "set"), ([0.1, {"x": object()}], "object")],
+)
+def test_run_log_refuses_what_a_record_cannot_hold_naming_the_key(value, kind):
+    run = results.Run("00_soft_targets_temperature", {"profile": "smoke"})
+    with pytest.raises(TypeError, match=rf"Run.log\(where=...\).* is a .*{kind}"):
+        run.log(where=value)
+    assert "where" not in run.metrics
+
+
+def test_run_log_refuses_a_tensor_and_converts_numpy_values():
+    import keras
+
+    run = results.Run("00_soft_targets_temperature", {"profile": "smoke"})
+    with pytest.raises(TypeError, match=r"Run.log\(acc=...\)\[1\]"):
+        run.log(acc=[0.5, keras.ops.convert_to_tensor(0.9)])
+    run.log(acc=np.float32(0.5), errors=np.int64(3), curve=np.array([0.25, np.nan]))
+    assert run.metrics == {"acc": 0.5, "errors": 3, "curve": [0.25, None]}
+    assert type(run.metrics["acc"]) is float and type(run.metrics["errors"]) is int
+    with pytest.raises(ValueError, match="recorded by Run.compare"):
+        run.log(comparisons={})
+
+
+def _tiny(lambda_layer=False):
+    import keras
+
+    inputs = keras.Input((3,))
+    x = keras.layers.Lambda(lambda v: v * 2.0)(inputs) if lambda_layer else inputs
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    model.compile("adam", "mse")
+    return model
+
+
+def _train(model):
+    model.fit(np.zeros((4, 3)), np.zeros((4, 2)), verbose=0)
+    return {"loss": np.float32(0.25), "epochs": np.int64(1)}
+
+
+def test_a_cache_entry_that_is_a_folder_is_refused_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path))
+    cache.entry("tiny", {}, "d").mkdir(parents=True)
+
+    def train(model):
+        raise AssertionError("trained although the entry could not be written")
+
+    with pytest.raises(IsADirectoryError, match="is a folder, not a file"):
+        cache.train_or_load("tiny", _tiny, train, config={}, data="d")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    monkeypatch.setenv("KDLIB_CACHE_DIR", str(blocker / "cache"))
+    with pytest.raises(PermissionError, match=f"cannot write to {blocker / 'cache'}"):
+        cache.train_or_load("tiny", _tiny, train, config={}, data="d")
+
+
+def test_numpy_metrics_are_cached_as_numbers_and_the_second_call_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path))
+    _, info = cache.train_or_load("tiny", _tiny, _train, config={}, data="d")
+    assert info["loss"] == 0.25 and info["cached"] is False and type(info["epochs"]) is int
+
+    def train(model):
+        raise AssertionError("trained again although the model was cached")
+
+    _, again = cache.train_or_load("tiny", _tiny, train, config={}, data="d")
+    assert again["cached"] is True and again["loss"] == 0.25
+
+
+def test_a_model_that_trained_but_cannot_be_cached_is_saved_where_the_error_says(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path))
+    with pytest.raises(RuntimeError, match="cannot be cached") as caught:
+        cache.train_or_load("lam", lambda: _tiny(lambda_layer=True), _train, config={}, data="d")
+    entry = cache.entry("lam", {}, "d")
+    kept = entry.with_name(f"{entry.stem}.unsaved.keras")
+    assert str(kept) in str(caught.value) and kept.is_file()
+    assert not entry.exists()  # no entry the cache could not read back
+
+    def bad_info(model):
+        return {"where": Path("somewhere")}
+
+    with pytest.raises(RuntimeError, match=r"what train returned\['where'\]") as caught:
+        cache.train_or_load("odd", _tiny, bad_info, config={}, data="d")
+    assert "unsaved.keras" in str(caught.value)

@@ -23,8 +23,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     temporary file. The temporary name keeps ``path``'s suffix (Keras checks ``.keras``).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    except OSError as e:  # its message would name the temporary file, which never existed
+        raise _refused(path, e) from e
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -32,6 +35,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _refused(path: Path, e: OSError) -> OSError:
+    """The error of a write to ``path`` that the system refused, naming ``path`` and the
+    existing folder or file in its way (not a temporary name): a PermissionError for a folder
+    that cannot be written, an OSError of ``e``'s kind otherwise."""
+    blocker = next((p for p in path.parents if p.exists()), None)
+    what = "not a folder" if blocker is not None and not blocker.is_dir() else "not writable"
+    return OSError(
+        e.errno,
+        f"cannot write {path}: {e.strerror or e} ({blocker} is {what}; choose another folder or "
+        "change its permissions)",
+    )
 
 
 def write_json(path: str | os.PathLike, obj) -> Path:

@@ -338,10 +338,12 @@ def hint_loss(guided, hint):
     learning rate."""
     guided = ops.cast(guided, "float32")
     hint = ops.cast(hint, "float32")
-    if tuple(guided.shape[1:]) != tuple(hint.shape[1:]):
+    g, h = tuple(guided.shape), tuple(hint.shape)
+    alike = len(g) == len(h) and all(a is None or b is None or a == b for a, b in zip(g, h))
+    if not alike or g[1:] != h[1:]:
         raise ValueError(
-            f"the regressor output and the hint must have the same shape, got "
-            f"{tuple(guided.shape)} and {tuple(hint.shape)}"
+            f"the regressor output (guided) and the hint must have the same shape, got guided "
+            f"{g} and hint {h}"
         )
     return ops.mean(ops.square(guided - hint))
 

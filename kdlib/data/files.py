@@ -575,6 +575,8 @@ def load(
     A banner says so, and the result's ``.name`` is the stand-in's, so records show what was
     used. A file that is present but fails its checksum is an error either way.
     """
+    if not isinstance(name, str):
+        raise ValueError(f"load needs a dataset name, one of {NAMES}; got {name!r}")
     for n in (name, standin):
         if n is not None and n not in NAMES:
             raise ValueError(f"unknown dataset {n!r}; choose one of {NAMES}")

@@ -261,6 +261,14 @@ def _check_suffix(path: Path, fmt: str) -> None:
         raise ValueError(f"a {fmt!r} file's name must end with {suffix!r}, got {path.name!r}")
 
 
+def _check_target(path: Path, fmt: str) -> None:
+    """Before any work: a file format's path is not a folder, a SavedModel's not a file."""
+    if fmt == "saved_model" and path.exists() and not path.is_dir():
+        raise ValueError(f"a SavedModel is a folder, but {path} is a file: choose another path")
+    if fmt != "saved_model" and path.is_dir():
+        raise ValueError(f"{path} is a folder: a {fmt!r} export is a file; choose another path")
+
+
 def save_student(model, path: str | os.PathLike) -> Path:
     """Save the student (:func:`student_of`) alone as a ``.keras`` file: its architecture and
     weights, without any teacher weight and without optimizer state or compile settings.
@@ -270,6 +278,7 @@ def save_student(model, path: str | os.PathLike) -> Path:
     student = student_of(model)
     path = Path(path)
     _check_suffix(path, "keras")
+    _check_target(path, "keras")
     try:
         copy = student.__class__.from_config(student.get_config())
     except (NotImplementedError, TypeError) as err:
@@ -353,6 +362,7 @@ def export(
     student = student_of(model)
     path = Path(path)
     _check_suffix(path, fmt)
+    _check_target(path, fmt)
     if fmt in CALIBRATED:
         if representative is None:
             raise ValueError(f"format {fmt!r} needs representative=<a sample of training images>")
@@ -506,13 +516,23 @@ def load_runner(
     fmt = check_format(fmt) if fmt else _format_of(path)
     if not path.exists():
         raise FileNotFoundError(f"no exported model at {str(path)!r}")
-    if fmt == "keras":
-        return _KerasRunner(path, fmt)
-    if fmt == "saved_model":
-        return _SavedModelRunner(path, fmt)
-    if fmt.startswith("litert"):
-        return _LiteRTRunner(path, fmt, num_threads)
-    return _OnnxRunner(path, fmt, num_threads)
+    runner = {"keras": _KerasRunner, "saved_model": _SavedModelRunner}.get(fmt)
+    try:
+        if runner is not None:
+            return runner(path, fmt)
+        if fmt.startswith("litert"):
+            return _LiteRTRunner(path, fmt, num_threads)
+        return _OnnxRunner(path, fmt, num_threads)
+    except (OSError, ValueError) as e:  # a truncated or foreign file: say which (a missing
+        # runtime is an ImportError or RuntimeError whose own message says what to install)
+        raise _unreadable_export(path, fmt, e) from e
+
+
+def _unreadable_export(path: Path, fmt: str, e: Exception) -> ValueError:
+    return ValueError(
+        f"{path} is not a readable {fmt!r} export ({type(e).__name__}: {e}); export the model "
+        "again (kdlib.export.export)"
+    )
 
 
 # --------------------------------------------------------------------------- measurements

@@ -353,8 +353,8 @@ def mean_std(values: Sequence[float], digits: int = 4) -> str:
     shown alone, since it has no spread. NaN or infinite values are an error, as in
     :func:`compare`: a table would otherwise print ``nan ± nan`` for a run that failed."""
     values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        raise ValueError("mean_std needs at least one value")
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"mean_std needs a flat list of at least one value, got {values.tolist()}")
     if not np.all(np.isfinite(values)):
         raise ValueError(f"mean_std needs finite values, got {values.tolist()}")
     if values.size == 1:

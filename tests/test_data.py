@@ -245,6 +245,7 @@ def test_truncated_mat_file_fails_its_checksum(tmp_path, monkeypatch):
 
 def test_offline_and_absent_names_every_place_and_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("KDLIB_DATA_DIR", str(tmp_path / "shared"))
+    (tmp_path / "mine").mkdir()  # an explicit data_dir must exist (one that does not is refused)
     with pytest.raises(data.DatasetNotFoundError) as err:
         data.load("cifar10", data_dir=tmp_path / "mine")
     message = str(err.value)

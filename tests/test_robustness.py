@@ -452,3 +452,73 @@ def test_densenet_refuses_an_image_size_that_is_not_a_positive_whole_number(size
 
     with pytest.raises(ValueError, match="image_size"):
         models.densenet(12, (1,), input_shape=(28, 28, 1), stem="small", image_size=size)
+
+
+# --------------------------------------------------------------------------- probes of our own
+
+
+def test_an_explicit_data_dir_that_is_not_a_folder_is_an_error_not_ignored(tmp_path):
+    from kdlib import data
+
+    with pytest.raises(FileNotFoundError, match="data_dir='/no/such/folder' is not a folder"):
+        data.load("mnist", data_dir="/no/such/folder")  # was loaded from KDLIB_DATA_DIR instead
+    (tmp_path / "f").write_text("")
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        data.load("mnist", data_dir=tmp_path / "f")
+
+
+def test_mean_std_refuses_a_nested_list_instead_of_flattening_it():
+    with pytest.raises(ValueError, match="flat list"):
+        results.mean_std([[0.9, 0.8], [0.7, 0.6]])
+
+
+def test_export_checks_its_target_before_any_work(tmp_path):
+    from kdlib import export
+
+    student, _ = _student_and_teacher()
+    (tmp_path / "m.keras").mkdir()
+    with pytest.raises(ValueError, match="is a folder: a 'keras' export is a file"):
+        export.export(student, tmp_path / "m.keras", "keras")
+    (tmp_path / "m_saved_model").write_text("")
+    with pytest.raises(ValueError, match="a SavedModel is a folder"):
+        export.export(student, tmp_path / "m_saved_model", "saved_model")
+
+
+@pytest.mark.parametrize("name,content", [("bad.keras", b"PK\x03"), ("bad.tflite", b"abc")])
+def test_a_truncated_export_is_an_error_that_names_the_file(tmp_path, name, content):
+    from kdlib import export
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    try:
+        with pytest.raises(ValueError, match=f"{re.escape(str(path))} is not a readable"):
+            export.load_runner(path)
+    except ImportError as e:  # no LiteRT runtime here
+        pytest.skip(str(e))
+
+
+def test_an_interrupted_cache_write_leaves_no_entry_and_the_next_call_trains(tmp_path, monkeypatch):
+    """A crash while the model is written (here: the save raises) leaves neither a half-written
+    model nor its metadata, so the next call trains instead of loading a broken entry."""
+    import keras
+
+    monkeypatch.setenv("KDLIB_CACHE_DIR", str(tmp_path))
+
+    def crash(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(keras.Model, "save", crash)
+        with pytest.raises(KeyboardInterrupt):
+            cache.train_or_load("tiny", _tiny, _train, config={}, data="d")
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".verified")]
+    _, info = cache.train_or_load("tiny", _tiny, _train, config={}, data="d")
+    assert info["cached"] is False and cache.entry("tiny", {}, "d").is_file()
+
+
+def test_runner_refuses_allow_dirty_with_an_empty_reason(monkeypatch, capsys):
+    _no_runs(monkeypatch)
+    monkeypatch.setattr(results, "git_commit", lambda: {"commit": "aaa1111", "dirty": True})
+    with pytest.raises(SystemExit):
+        runner.main(["--profile", "cpu", "--commit", "--allow-dirty", "", "--only", "00"])
+    assert "uncommitted changes" in capsys.readouterr().err

@@ -191,7 +191,7 @@ def _kl_times_t2(student, teacher, temperature: float):
     w = teacher - student
     v = w - ops.sum(p * w, axis=-1, keepdims=True)
     near = ops.max(v, axis=-1) <= _NEAR * temperature
-    v = ops.where(near[:, None], v, 0.0)  # far rows: zeros, so no branch overflows
+    v = ops.where(ops.expand_dims(near, -1), v, 0.0)  # far rows: zeros, so none overflows
     x = v / temperature
     f = _expm1_minus_x_over_x2(x)
     g = ops.sum(p * ops.square(x) * f, axis=-1)

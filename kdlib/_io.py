@@ -41,13 +41,18 @@ def _refused(path: Path, e: OSError) -> OSError:
     """The error of a write to ``path`` that the system refused, naming ``path`` and the
     existing folder or file in its way (not a temporary name): a PermissionError for a folder
     that cannot be written, an OSError of ``e``'s kind otherwise."""
-    blocker = next((p for p in path.parents if p.exists()), None)
-    what = "not a folder" if blocker is not None and not blocker.is_dir() else "not writable"
     return OSError(
         e.errno,
-        f"cannot write {path}: {e.strerror or e} ({blocker} is {what}; choose another folder or "
-        "change its permissions)",
+        f"cannot write {path}: {e.strerror or e} ({_in_the_way(path.parent)}; choose another "
+        "folder or change its permissions)",
     )
+
+
+def _in_the_way(folder: Path) -> str:
+    """What stops a write into ``folder``: the nearest existing path at or above it, and
+    whether it is a file or a folder that cannot be written."""
+    blocker = next(p for p in (folder, *folder.parents) if p.exists())
+    return f"{blocker} is {'not writable' if blocker.is_dir() else 'a file, not a folder'}"
 
 
 def write_json(path: str | os.PathLike, obj) -> Path:
@@ -69,7 +74,7 @@ def check_writable(folder: str | os.PathLike, hint: str = "choose another folder
             probe.write_bytes(b"")
         (folder / ".write-test").unlink()
     except OSError as e:
-        raise PermissionError(f"cannot write to {folder} ({e.strerror or e}): {hint}") from e
+        raise PermissionError(f"cannot write to {folder} ({_in_the_way(folder)}): {hint}") from e
     return folder
 
 

@@ -208,7 +208,8 @@ def test_a_cache_entry_that_is_a_folder_is_refused_before_training(tmp_path, mon
     blocker = tmp_path / "blocker"
     blocker.write_text("")
     monkeypatch.setenv("KDLIB_CACHE_DIR", str(blocker / "cache"))
-    with pytest.raises(PermissionError, match=f"cannot write to {blocker / 'cache'}"):
+    stopped = f"cannot write to {blocker / 'cache'} ({blocker} is a file, not a folder)"
+    with pytest.raises(PermissionError, match=re.escape(stopped)):
         cache.train_or_load("tiny", _tiny, train, config={}, data="d")
 
 
@@ -375,7 +376,8 @@ def test_a_refused_write_names_the_target_and_what_is_in_its_way(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     target = blocker / "records" / "00.json"
-    with pytest.raises(OSError, match=f"cannot write {target}.*{blocker} is not a folder") as e:
+    stopped = f"cannot write {target}.*{blocker} is a file, not a folder"
+    with pytest.raises(OSError, match=stopped) as e:
         _io.write_json(target, {"a": 1})
     assert ".00." not in str(e.value)  # never the temporary file's name, which never existed
     locked = tmp_path / "locked"

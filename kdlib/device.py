@@ -8,6 +8,7 @@ Call :func:`setup` once at the top of a notebook. It prints one line saying what
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Iterator
 
 import keras
@@ -65,8 +66,11 @@ def setup(seed: int = 0, mixed_precision: str = "auto", verbose: bool = True) ->
     """Seed Python, NumPy and the backend; enable GPU memory growth; set the dtype policy.
 
     Returns ``{"backend", "devices", "policy", "seed"}`` and prints it as one line.
-    Losses stay float32 under any policy (``kdlib.losses`` casts the logits).
+    Losses stay float32 under any policy (``kdlib.losses`` casts the logits). ``seed`` is a
+    whole number from 0 to 2**32 - 1 (1.5 would be taken as 1 without a word).
     """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r}")
     keras.utils.set_random_seed(int(seed))
     found = gpus()
     _memory_growth()

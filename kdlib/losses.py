@@ -134,7 +134,11 @@ def smoothed_labels(labels, num_classes: int, smoothing: float = 0.0):
     teacher's :func:`off_target_mass` as ``smoothing`` these targets are as confident as the
     teacher's soft targets on average, but say nothing about which wrong class is likelier."""
     smoothing = check_smoothing(smoothing)
-    one_hot = ops.one_hot(ops.reshape(ops.cast(labels, "int32"), (-1,)), num_classes)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be a whole number >= 2, got {num_classes!r}")
+    labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+    _check_classes(labels, num_classes)
+    one_hot = ops.one_hot(labels, num_classes)
     return one_hot * (1.0 - smoothing) + (1.0 - one_hot) * (smoothing / (num_classes - 1))
 
 
@@ -144,9 +148,17 @@ def off_target_mass(teacher_logits, labels, temperature: float) -> float:
     logits = _logits(teacher_logits, "teacher logits")
     labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
     _check_batch(labels, logits)
+    _check_classes(labels, logits.shape[-1])
     log_q = ops.log_softmax(logits / check_temperature(temperature), axis=-1)
     right = ops.sum(ops.one_hot(labels, logits.shape[-1]) * ops.exp(log_q), axis=-1)
     return float(ops.convert_to_numpy(ops.mean(1.0 - right)))
+
+
+def _check_classes(labels, num_classes: int) -> None:
+    """Integer ``labels`` are class indices ``0..num_classes - 1``: ``one_hot`` would make a
+    row of zeros of any other, silently."""
+    inside = ops.logical_and(ops.all(labels >= 0), ops.all(labels < num_classes))
+    _assert(inside, f"labels out of range: every label must be in 0..{num_classes - 1}")
 
 
 # --------------------------------------------------------------------------- loss terms

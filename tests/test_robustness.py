@@ -524,3 +524,23 @@ def test_runner_refuses_allow_dirty_with_an_empty_reason(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         runner.main(["--profile", "cpu", "--commit", "--allow-dirty", "", "--only", "00"])
     assert "uncommitted changes" in capsys.readouterr().err
+
+
+@pytest.mark.backend
+def test_smoothed_labels_and_off_target_mass_refuse_labels_that_are_no_class():
+    from kdlib import losses
+
+    with pytest.raises(ValueError, match=r"labels out of range: every label must be in 0..2"):
+        losses.smoothed_labels(np.array([0, 5]), 3, 0.1)  # was a row of 0.05s, summing to 0.15
+    with pytest.raises(ValueError, match="num_classes must be a whole number >= 2"):
+        losses.smoothed_labels(np.array([0]), 1, 0.1)
+    with pytest.raises(ValueError, match=r"labels out of range: every label must be in 0..2"):
+        losses.off_target_mass(np.zeros((2, 3), np.float32), np.array([0, 7]), 2.0)
+
+
+@pytest.mark.parametrize("seed", [1.5, -1, 2**32, "0", True])
+def test_device_setup_refuses_a_seed_that_is_not_a_whole_number_in_range(seed):
+    from kdlib import device
+
+    with pytest.raises(ValueError, match="seed must be a whole number from 0 to 2\\*\\*32 - 1"):
+        device.setup(seed=seed, verbose=False)

@@ -463,7 +463,7 @@ def test_an_explicit_data_dir_that_is_not_a_folder_is_an_error_not_ignored(tmp_p
     from kdlib import data
 
     with pytest.raises(FileNotFoundError, match="data_dir='/no/such/folder' is not a folder"):
-        data.load("mnist", data_dir="/no/such/folder")  # was loaded from KDLIB_DATA_DIR instead
+        data.load("mnist", data_dir="/no/such/folder")  # not ignored for KDLIB_DATA_DIR
     (tmp_path / "f").write_text("")
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         data.load("mnist", data_dir=tmp_path / "f")
@@ -531,7 +531,7 @@ def test_smoothed_labels_and_off_target_mass_refuse_labels_that_are_no_class():
     from kdlib import losses
 
     with pytest.raises(ValueError, match=r"labels out of range: every label must be in 0..2"):
-        losses.smoothed_labels(np.array([0, 5]), 3, 0.1)  # was a row of 0.05s, summing to 0.15
+        losses.smoothed_labels(np.array([0, 5]), 3, 0.1)  # one_hot: 0.05s, no distribution
     with pytest.raises(ValueError, match="num_classes must be a whole number >= 2"):
         losses.smoothed_labels(np.array([0]), 1, 0.1)
     with pytest.raises(ValueError, match=r"labels out of range: every label must be in 0..2"):

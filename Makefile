@@ -19,7 +19,7 @@
 #                             logs into $$OUT/log-*.txt
 #   make device-unpack FROM=<folder>  here: unpack what a device-full call brought back
 #                             (notebooks/full, results/full, runs, .kdcache) into this checkout
-# ONLY=02 restricts run/notebooks to the notebooks whose name contains 02 (ONLY=01,02: both). RESUME=1 caches every
+# ONLY=02 restricts run/notebooks to notebook 02 (ONLY=1,02: 01 and 02; numbers or whole names). RESUME=1 caches every
 # trained student, so a run that stopped goes on where it stopped (long full runs, GPU calls).
 
 PYTHON ?= python3

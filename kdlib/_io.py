@@ -1,14 +1,18 @@
 """Small file helpers shared by ``cache``, ``data``, ``train`` and ``results``: atomic writes,
-and a check that a folder can be written before any work is spent."""
+a check that a folder can be written before any work is spent, and a check that a value can
+be stored as JSON, made when it is handed over rather than when the file is written."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -19,8 +23,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     temporary file. The temporary name keeps ``path``'s suffix (Keras checks ``.keras``).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    except OSError as e:  # its message would name the temporary file, which never existed
+        raise _refused(path, e) from e
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -28,6 +35,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _refused(path: Path, e: OSError) -> OSError:
+    """The error of a write to ``path`` that the system refused, naming ``path`` and the
+    existing folder or file in its way (not a temporary name): a PermissionError for a folder
+    that cannot be written, an OSError of ``e``'s kind otherwise."""
+    return OSError(
+        e.errno,
+        f"cannot write {path}: {e.strerror or e} ({_in_the_way(path.parent)}; choose another "
+        "folder or change its permissions)",
+    )
+
+
+def _in_the_way(folder: Path) -> str:
+    """What stops a write into ``folder``: the nearest existing path at or above it, and
+    whether it is a file or a folder that cannot be written."""
+    blocker = next(p for p in (folder, *folder.parents) if p.exists())
+    return f"{blocker} is {'not writable' if blocker.is_dir() else 'a file, not a folder'}"
 
 
 def write_json(path: str | os.PathLike, obj) -> Path:
@@ -49,5 +74,32 @@ def check_writable(folder: str | os.PathLike, hint: str = "choose another folder
             probe.write_bytes(b"")
         (folder / ".write-test").unlink()
     except OSError as e:
-        raise PermissionError(f"cannot write to {folder} ({e.strerror or e}): {hint}") from e
+        raise PermissionError(f"cannot write to {folder} ({_in_the_way(folder)}): {hint}") from e
     return folder
+
+
+def jsonable(value, name: str):
+    """``value`` as plain JSON data: NumPy scalars and arrays become numbers and lists, tuples
+    lists, dict keys strings, and NaN or infinite floats None (strict JSON has no such numbers,
+    and a reader should see "no value"). Anything else (a path, a set, a tensor, an object) is
+    a TypeError naming where it is (``name``, then ``[key]``/``[index]``), so it is refused when
+    it is logged, not when the record is written at the end of a run."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.generic) and not isinstance(value, np.object_):
+        return jsonable(value.item(), name)
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return jsonable(value.tolist(), name)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): jsonable(v, f"{name}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, f"{name}[{i}]") for i, v in enumerate(value)]
+    raise TypeError(
+        f"{name} is a {type(value).__module__}.{type(value).__name__}, which a JSON record "
+        "cannot hold: store a number, a string, or a list or dict of them (e.g. float(x) for a "
+        "tensor, str(path), sorted(a_set))"
+    )

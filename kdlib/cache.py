@@ -154,10 +154,15 @@ def train_or_load(
 ) -> tuple[keras.Model, dict]:
     """Load the model cached for ``(name, config, data)``, or build, train and cache it.
 
-    ``build()`` returns a new model; ``train(model)`` trains it and returns a JSON-serialisable
-    dict (for example ``kdlib.train.fit``'s result), kept beside the model. ``data`` is the
-    training data's :func:`fingerprint`. Returns ``(model, info)``, where ``info`` is that dict
-    plus ``"cached"`` (True when loaded) and ``"path"``.
+    ``build()`` returns a new model; ``train(model)`` trains it and returns a dict of JSON data
+    (for example ``kdlib.train.fit``'s result; NumPy numbers are converted), kept beside the
+    model. ``data`` is the training data's :func:`fingerprint`. Returns ``(model, info)``, where
+    ``info`` is that dict plus ``"cached"`` (True when loaded) and ``"path"``.
+
+    The folder and the entry's paths are checked before ``build``. A model that trained but
+    cannot be cached (a value of ``info`` JSON cannot hold, a model the cache could not load
+    again in safe mode, such as one with a ``Lambda`` layer) is saved beside the entry and the
+    RuntimeError names the file, so its training is not lost.
     """
     folder = cache_dir()
     path = entry(name, config, data)
@@ -169,10 +174,56 @@ def train_or_load(
             _LOADED.append({"name": name, "file": path.name, "train_seconds": info.get("seconds")})
             print(f"{name}: loaded from the kdlib cache ({path.name})")
             return model, {**info, "cached": True, "path": str(path)}
-    _io.check_writable(folder, "set KDLIB_CACHE_DIR to a writable folder")
+    _check_target(folder, path, meta)
     model = build()
     info = train(model) or {}
+    try:
+        _store(model, info, path, meta, name)
+    except Exception as e:
+        raise RuntimeError(
+            f"{name}: trained, but it cannot be cached in {path} ({type(e).__name__}: {e}); "
+            f"{_save_elsewhere(model, path)}"
+        ) from e
+    return model, {**_io.jsonable(info, name), "cached": False, "path": str(path)}
+
+
+def _check_target(folder: Path, path: Path, meta: Path) -> None:
+    """Before any training: the cache folder can be written, and the entry's two paths are free
+    for files (a folder there would fail the save once the training is done)."""
+    _io.check_writable(folder, "set KDLIB_CACHE_DIR to a writable folder")
+    for target in (path, meta):
+        if target.exists() and not target.is_file():
+            raise IsADirectoryError(
+                f"the cache entry {target} is a folder, not a file: remove it (or set "
+                "KDLIB_CACHE_DIR to another folder) before training"
+            )
+
+
+def _store(model: keras.Model, info: dict, path: Path, meta: Path, name: str) -> None:
+    """Write the entry: ``info`` as JSON (NumPy values as numbers; anything else a TypeError
+    naming it), and the model, kept only if it loads back the way :func:`train_or_load` loads
+    it (safe mode): a model the cache could not read again would be trained anew every time."""
+    plain = _io.jsonable(info, f"{name}: what train returned")
     with _io.atomic_path(path) as tmp:
         _for_inference(model).save(tmp)
-    _io.write_json(meta, info)
-    return model, {**info, "cached": False, "path": str(path)}
+        keras.saving.load_model(tmp, compile=False, safe_mode=True)
+    _io.write_json(meta, plain)
+
+
+def _save_elsewhere(model: keras.Model, path: Path) -> str:
+    """Save a trained model that cannot be cached beside its entry, so its training is not
+    lost, and say where: the whole model (``<entry>.unsaved.keras``), else its weights."""
+    whole = path.with_name(f"{path.stem}.unsaved.keras")
+    try:
+        model.save(whole)
+        return (
+            f"the trained model is saved in {whole} (keras.saving.load_model(path, "
+            "safe_mode=False) reads it, if you trust it)"
+        )
+    except Exception:
+        weights = path.with_name(f"{path.stem}.unsaved.weights.h5")
+        try:
+            model.save_weights(weights)
+        except Exception as e:
+            return f"and saving it elsewhere failed too ({type(e).__name__}: {e})"
+        return f"its trained weights are saved in {weights} (model.load_weights reads them)"

@@ -8,6 +8,7 @@ Call :func:`setup` once at the top of a notebook. It prints one line saying what
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Iterator
 
 import keras
@@ -65,8 +66,11 @@ def setup(seed: int = 0, mixed_precision: str = "auto", verbose: bool = True) ->
     """Seed Python, NumPy and the backend; enable GPU memory growth; set the dtype policy.
 
     Returns ``{"backend", "devices", "policy", "seed"}`` and prints it as one line.
-    Losses stay float32 under any policy (``kdlib.losses`` casts the logits).
+    Losses stay float32 under any policy (``kdlib.losses`` casts the logits). ``seed`` is a
+    whole number from 0 to 2**32 - 1 (1.5 would be taken as 1 without a word).
     """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r}")
     keras.utils.set_random_seed(int(seed))
     found = gpus()
     _memory_growth()
@@ -86,8 +90,44 @@ def setup(seed: int = 0, mixed_precision: str = "auto", verbose: bool = True) ->
     return info
 
 
+def _short(name: str) -> str:
+    """A device name in one spelling: ``"/gpu:0"``, ``"GPU:0"``, ``"/device:GPU:0"`` and
+    ``"/job:localhost/replica:0/task:0/device:GPU:0"`` are all ``"gpu:0"``."""
+    return name.lower().rsplit("device:", 1)[-1].lstrip("/")
+
+
+def available() -> list[str]:
+    """The devices the current backend can train on, as ``"cpu:0"``, ``"gpu:0"``, ..."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        with _quiet.tensorflow_startup():
+            return [_short(d.name) for d in tf.config.list_logical_devices()]
+    return [_short(d) for d in keras.distribution.list_devices()]
+
+
+def check_devices(devices) -> list[str]:
+    """``devices`` as a list of names (one name alone is a one-device list), each a device this
+    machine has; a ValueError naming the missing ones and the devices there otherwise, so a
+    run meant for a GPU never trains on the CPU without a word."""
+    if isinstance(devices, str):
+        devices = [devices]
+    if not isinstance(devices, (list, tuple)) or not devices:
+        raise ValueError(f"devices must be a non-empty list of device names, got {devices!r}")
+    if not all(isinstance(d, str) for d in devices):
+        raise ValueError(f"device names must be strings such as '/gpu:0', got {devices!r}")
+    there = available()
+    missing = [d for d in devices if _short(d) not in there]
+    if missing:
+        raise ValueError(
+            f"no device {', '.join(map(repr, missing))} here; this machine has "
+            f"{', '.join(there) or 'none'} ({keras.backend.backend()} backend)"
+        )
+    return list(devices)
+
+
 @contextlib.contextmanager
-def parallel(devices: list[str] | None = None) -> Iterator[object]:
+def parallel(devices: list[str] | str | None = None) -> Iterator[object]:
     """Data parallelism for the current backend: build, compile and fit models inside
     ``with kdlib.device.parallel():``. Each batch is split across the devices and the gradients
     are averaged, so the training is the single-device training, faster.
@@ -98,8 +138,13 @@ def parallel(devices: list[str] | None = None) -> Iterator[object]:
     ``keras.distribution.list_devices()``), by default every device of JAX's default platform;
     set as the global distribution inside the block and restored after it. Yields the strategy
     or the distribution. Batch sizes should be a multiple of the number of devices.
+
+    ``devices`` may be one name (``"/cpu:0"``); a device this machine does not have is a
+    ValueError naming the devices it has (:func:`check_devices`), before the block runs.
     """
     backend = keras.backend.backend()
+    if devices is not None:
+        devices = check_devices(devices)
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -112,9 +157,8 @@ def parallel(devices: list[str] | None = None) -> Iterator[object]:
         with strategy.scope():
             yield strategy
     elif backend == "jax":
-        distribution = keras.distribution.DataParallel(
-            devices=devices or keras.distribution.list_devices()
-        )
+        names = [_short(d) for d in devices] if devices else keras.distribution.list_devices()
+        distribution = keras.distribution.DataParallel(devices=names)
         previous = keras.distribution.distribution()
         keras.distribution.set_distribution(distribution)
         try:

@@ -101,20 +101,38 @@ __all__ = [
 
 
 def student_of(model) -> keras.Model:
-    """The student of a ``kdlib.distill.Distiller``, or ``model`` itself if it is a plain
-    ``keras.Model``; a ValueError for anything else (a ``HintTrainer`` included)."""
+    """The student of a ``kdlib.distill.Distiller`` or a ``keras.distillation.Distiller``, or
+    ``model`` itself if it is a Functional or Sequential model; a ValueError for anything else:
+    a ``HintTrainer``, and any other model that holds models, since which of them is the
+    student it cannot tell (exporting the whole would ship the teacher with it)."""
     from kdlib.distill import Distiller, HintTrainer
 
-    if isinstance(model, Distiller):
+    if isinstance(model, (Distiller, keras.distillation.Distiller)):
         return model.student
     if isinstance(model, HintTrainer):
         raise ValueError(
             "a HintTrainer holds only the student's lower layers and a regressor: export the "
             "student model you passed to it (after stage 2, the Distiller's student)"
         )
-    if isinstance(model, keras.Model):
-        return model
-    raise ValueError(f"expected a keras.Model or a kdlib Distiller, got {type(model).__name__}")
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"expected a keras.Model or a kdlib or Keras Distiller, got {type(model).__name__}"
+        )
+    if not _plain_graph(model):
+        held = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
+        raise ValueError(
+            f"cannot take the {type(model).__name__} {model.name!r} apart: it is not a "
+            f"Functional or Sequential model, and it holds the models {held}; export the "
+            "student model itself"
+        )
+    return model
+
+
+def _plain_graph(model: keras.Model) -> bool:
+    """True for a Functional or Sequential model, or a subclassed one that holds no model
+    (nothing in it can be a teacher)."""
+    functional = any(c.__name__ in ("Functional", "Sequential") for c in type(model).__mro__)
+    return functional or not any(isinstance(layer, keras.Model) for layer in model.layers)
 
 
 def check_format(fmt: str) -> str:
@@ -243,6 +261,14 @@ def _check_suffix(path: Path, fmt: str) -> None:
         raise ValueError(f"a {fmt!r} file's name must end with {suffix!r}, got {path.name!r}")
 
 
+def _check_target(path: Path, fmt: str) -> None:
+    """Before any work: a file format's path is not a folder, a SavedModel's not a file."""
+    if fmt == "saved_model" and path.exists() and not path.is_dir():
+        raise ValueError(f"a SavedModel is a folder, but {path} is a file: choose another path")
+    if fmt != "saved_model" and path.is_dir():
+        raise ValueError(f"{path} is a folder: a {fmt!r} export is a file; choose another path")
+
+
 def save_student(model, path: str | os.PathLike) -> Path:
     """Save the student (:func:`student_of`) alone as a ``.keras`` file: its architecture and
     weights, without any teacher weight and without optimizer state or compile settings.
@@ -252,6 +278,7 @@ def save_student(model, path: str | os.PathLike) -> Path:
     student = student_of(model)
     path = Path(path)
     _check_suffix(path, "keras")
+    _check_target(path, "keras")
     try:
         copy = student.__class__.from_config(student.get_config())
     except (NotImplementedError, TypeError) as err:
@@ -265,14 +292,43 @@ def save_student(model, path: str | os.PathLike) -> Path:
     return path
 
 
-def _calibration(representative: np.ndarray, max_samples: int) -> Callable[[], Iterator[list]]:
-    """A LiteRT ``representative_dataset``: up to ``max_samples`` images, one per step."""
-    images = np.asarray(representative, dtype="float32")
-    if images.ndim < 2 or len(images) == 0:
+def _check_calibration(representative, student: keras.Model) -> np.ndarray:
+    """The calibration images as float32, checked to be what ``student`` takes: its input
+    shape, and floats as the model sees them. Integer pixels (``uint8`` 0..255) and floats
+    holding whole numbers above 1 are refused: every kdlib model takes images scaled to
+    [0, 1] (``kdlib.data.Batches`` scales them), and activation ranges calibrated on 0..255
+    give an int8 file that is right on almost nothing."""
+    raw = np.asarray(representative)
+    if raw.ndim < 2 or len(raw) == 0:
         raise ValueError(
             "post-training quantization needs a representative sample of training images, "
-            "shape (N, H, W, C)"
+            f"shape (N, H, W, C), got shape {raw.shape}"
         )
+    expected = tuple(student.input_shape[1:]) if hasattr(student, "input_shape") else None
+    if expected and any(e is not None and e != g for e, g in zip(expected, raw.shape[1:])):
+        raise ValueError(
+            f"representative images have shape {raw.shape[1:]} per sample, but the model takes "
+            f"{expected}"
+        )
+    if not np.issubdtype(raw.dtype, np.floating):
+        raise ValueError(
+            f"representative images are {raw.dtype} ({raw.min()}..{raw.max()}): pass them "
+            "scaled as the model's inputs, float32 in [0, 1] (e.g. x / 255, or a batch of "
+            "kdlib.data.Batches)"
+        )
+    images = raw.astype("float32")
+    if not np.all(np.isfinite(images)):
+        raise ValueError("representative images contain NaN or infinite values")
+    if images.max() > 1.0 and np.all(images == np.round(images)):
+        raise ValueError(
+            f"representative images hold whole numbers up to {images.max():g}: unscaled "
+            "pixels. Pass them scaled as the model's inputs, float32 in [0, 1] (x / 255)"
+        )
+    return images
+
+
+def _calibration(images: np.ndarray, max_samples: int) -> Callable[[], Iterator[list]]:
+    """A LiteRT ``representative_dataset``: up to ``max_samples`` images, one per step."""
     images = images[:max_samples]
 
     def dataset():
@@ -306,8 +362,11 @@ def export(
     student = student_of(model)
     path = Path(path)
     _check_suffix(path, fmt)
-    if fmt in CALIBRATED and representative is None:
-        raise ValueError(f"format {fmt!r} needs representative=<a sample of training images>")
+    _check_target(path, fmt)
+    if fmt in CALIBRATED:
+        if representative is None:
+            raise ValueError(f"format {fmt!r} needs representative=<a sample of training images>")
+        representative = _check_calibration(representative, student)
     if fmt == "keras":
         return save_student(student, path)
     _check_exporter(fmt)
@@ -457,13 +516,23 @@ def load_runner(
     fmt = check_format(fmt) if fmt else _format_of(path)
     if not path.exists():
         raise FileNotFoundError(f"no exported model at {str(path)!r}")
-    if fmt == "keras":
-        return _KerasRunner(path, fmt)
-    if fmt == "saved_model":
-        return _SavedModelRunner(path, fmt)
-    if fmt.startswith("litert"):
-        return _LiteRTRunner(path, fmt, num_threads)
-    return _OnnxRunner(path, fmt, num_threads)
+    runner = {"keras": _KerasRunner, "saved_model": _SavedModelRunner}.get(fmt)
+    try:
+        if runner is not None:
+            return runner(path, fmt)
+        if fmt.startswith("litert"):
+            return _LiteRTRunner(path, fmt, num_threads)
+        return _OnnxRunner(path, fmt, num_threads)
+    except (OSError, ValueError) as e:  # a truncated or foreign file: say which (a missing
+        # runtime is an ImportError or RuntimeError whose own message says what to install)
+        raise _unreadable_export(path, fmt, e) from e
+
+
+def _unreadable_export(path: Path, fmt: str, e: Exception) -> ValueError:
+    return ValueError(
+        f"{path} is not a readable {fmt!r} export ({type(e).__name__}: {e}); export the model "
+        "again (kdlib.export.export)"
+    )
 
 
 # --------------------------------------------------------------------------- measurements

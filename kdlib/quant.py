@@ -22,6 +22,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from kdlib._checks import assert_that
+
 
 def check_bits(bits, what: str = "bits") -> int:
     """Return ``bits`` if it is an integer in 1..16; otherwise raise a clear ValueError."""
@@ -44,8 +46,12 @@ def _ste(x, q):
 
 def quantize_weights(w, bits: int, per_channel: bool = True):
     """Fake-quantize a kernel (output channels on the last axis) to ``bits`` bits with the
-    straight-through estimator; see the module docstring for the levels."""
+    straight-through estimator; see the module docstring for the levels. A kernel holding NaN or
+    infinite values is an error: its scale would be NaN and every weight of the channel lost."""
     bits = check_bits(bits)
+    assert_that(
+        ops.all(ops.isfinite(w)), "quantize_weights: the kernel contains NaN or infinite values"
+    )
     axes = tuple(range(len(w.shape) - 1)) if per_channel else None
     if bits == 1:
         scale = ops.mean(ops.abs(w), axis=axes, keepdims=per_channel)

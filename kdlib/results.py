@@ -147,18 +147,10 @@ def versions() -> dict:
     return found
 
 
-def _plain(value):
-    """JSON-friendly copies of NumPy scalars/arrays and nested containers; NaN and infinities
-    become None (strict JSON has no such numbers, and a reader should see "no value")."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+def _plain(value, name: str = "value"):
+    """JSON-friendly copies of NumPy scalars/arrays and nested containers, NaN and infinities
+    as None; a value JSON cannot hold is a TypeError naming it (:func:`kdlib._io.jsonable`)."""
+    return _io.jsonable(value, name)
 
 
 def val_curves(histories: Mapping[str, Sequence[Mapping]]) -> dict:
@@ -172,7 +164,9 @@ def val_curves(histories: Mapping[str, Sequence[Mapping]]) -> dict:
 
 
 class Run:
-    """One notebook run: create it at the start, ``log`` metrics, ``save`` at the end."""
+    """One notebook run: create it at the start, ``log`` metrics, ``save`` at the end. The
+    folder :meth:`save` writes to by default (:func:`results_dir`) is checked for writing when
+    the run is created, before the notebook's work."""
 
     def __init__(
         self,
@@ -184,6 +178,10 @@ class Run:
     ):
         self.notebook = notebook
         self.config = dict(config)
+        # the record's folder is checked now, not at save(), after the run's work
+        _io.check_writable(
+            results_dir(self.config.get("profile")), "set KDLIB_RESULTS_DIR to a writable folder"
+        )
         self.dataset = dataset
         self.requested = requested or dataset
         self.metrics: dict = {}
@@ -192,16 +190,20 @@ class Run:
         self._cache_mark = len(cache.loaded())
         # the code this run executes: edits made in the checkout while it runs are not its
         self._commit = git_commit()
+        # why committed runs were made from a dirty tree (kdlib.runner --allow-dirty REASON)
+        self._dirty_reason = os.environ.get("KDLIB_DIRTY_REASON") or None
 
     def log(self, **metrics) -> None:
-        """Record metrics (numbers, lists, nested dicts); later values replace earlier ones.
+        """Record metrics (numbers, strings, lists, nested dicts; NumPy values become plain
+        numbers); later values replace earlier ones. A value a JSON record cannot hold (a path,
+        a set, a tensor) is a TypeError naming its key, now rather than at :meth:`save`.
         ``comparisons`` and ``findings`` are :meth:`compare`'s and :meth:`findings`'."""
         reserved = sorted({"comparisons", "findings"} & set(metrics))
         if reserved:
             raise ValueError(
                 f"{', '.join(reserved)} are recorded by Run.compare and Run.findings, not log"
             )
-        self.metrics.update(_plain(metrics))
+        self.metrics.update({k: _plain(v, f"Run.log({k}=...)") for k, v in metrics.items()})
 
     def compare(self, family: str, comparisons: Comparisons, *, paired: bool = True) -> Family:
         """:func:`compare_all` over one family of comparisons, recorded in the run's
@@ -250,6 +252,7 @@ class Run:
             "versions": versions(),
             "git_commit": commit["commit"],
             "git_dirty": commit["dirty"],
+            "git_dirty_reason": self._dirty_reason,
             "started": self.started.isoformat(timespec="seconds"),
             "wall_time_s": round(time.perf_counter() - self._t0, 1),
             "resumed": cache.resuming(),  # KDLIB_RESUME=1: students done before were loaded
@@ -269,8 +272,12 @@ class Run:
 
 def load(directory: str | os.PathLike | None = None) -> list[dict]:
     """All records in ``directory`` (default :func:`results_dir`), sorted by notebook. A file
-    that is not a readable record is an error that names it."""
+    that is not a readable record is an error that names it, and so is a ``directory`` that is
+    not a folder (a mistyped path would otherwise read as "no records")."""
     folder = Path(directory or results_dir())
+    if not folder.is_dir():
+        what = "a file, not a folder" if folder.exists() else "no such folder"
+        raise FileNotFoundError(f"no records in {folder}: {what}")
     records = []
     for path in sorted(folder.glob("*.json")):
         try:
@@ -343,10 +350,13 @@ def mean_std(values: Sequence[float], digits: int = 4) -> str:
     """``"mean ± std"`` of repeated measurements (e.g. one accuracy per seed), the form every
     results table of the course uses. The spread is the sample standard deviation (``ddof=1``):
     with three seeds the population formula would understate it by a fifth. A single value is
-    shown alone, since it has no spread."""
+    shown alone, since it has no spread. NaN or infinite values are an error, as in
+    :func:`compare`: a table would otherwise print ``nan ± nan`` for a run that failed."""
     values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        raise ValueError("mean_std needs at least one value")
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"mean_std needs a flat list of at least one value, got {values.tolist()}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"mean_std needs finite values, got {values.tolist()}")
     if values.size == 1:
         return f"{values[0]:.{digits}f}"
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"

@@ -245,6 +245,7 @@ def test_truncated_mat_file_fails_its_checksum(tmp_path, monkeypatch):
 
 def test_offline_and_absent_names_every_place_and_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("KDLIB_DATA_DIR", str(tmp_path / "shared"))
+    (tmp_path / "mine").mkdir()  # an explicit data_dir must exist (one that does not is refused)
     with pytest.raises(data.DatasetNotFoundError) as err:
         data.load("cifar10", data_dir=tmp_path / "mine")
     message = str(err.value)
@@ -410,14 +411,14 @@ def test_batches_shapes_dtypes_and_scaling():
     np.testing.assert_allclose(batches[0][0], x[:4] / 255.0, rtol=1e-6)
     wide = data.Batches(x.astype(np.int32), y, 4)  # any integer pixels are scaled, not only uint8
     np.testing.assert_allclose(wide[0][0], x[:4] / 255.0, rtol=1e-6)
-    features = rng.normal(size=(10, 6)).astype(np.float32)  # floats are taken as they are
+    features = rng.uniform(size=(10, 6)).astype(np.float32)  # floats in [0, 1] are kept as they are
     np.testing.assert_array_equal(data.Batches(features, y, 4)[0][0], features[:4])
 
 
 @pytest.mark.parametrize(
     "x,y,kwargs,message",
     [
-        (np.full((4, 2, 2, 1), 255.0), np.zeros(4, int), {}, "unscaled pixels"),
+        (np.full((4, 2, 2, 1), 255.0), np.zeros(4, int), {}, "got values 255..255"),
         (np.full((4, 2, 2, 1), 300, np.int32), np.zeros(4, int), {}, "pixel values 0..255"),
         (np.zeros((0, 2, 2, 1), np.uint8), np.zeros(0, int), {}, "at least one sample"),
         (
@@ -447,6 +448,9 @@ def test_batches_shapes_dtypes_and_scaling():
             "NaN",
         ),
         (np.full((4, 2, 2, 1), np.nan, np.float32), np.zeros(4, int), {}, "NaN"),
+        # uint8 pixels shifted by half a level: floats 0.5..15.5, neither whole nor scaled
+        (np.arange(16, dtype=np.uint8).reshape(4, 2, 2, 1) + 0.5, np.zeros(4, int), {}, "15.5"),
+        (np.full((4, 2, 2, 1), -0.1, np.float32), np.zeros(4, int), {}, r"scaled to \[0, 1\]"),
     ],
 )
 def test_bad_batches_are_refused_before_any_training(x, y, kwargs, message):

@@ -29,7 +29,7 @@ def _net(name, hidden=16, classes=4, bn=False):
 
 
 def _data(n=64, classes=4):
-    x = rng.normal(size=(n, 6)).astype(np.float32)
+    x = rng.uniform(size=(n, 6)).astype(np.float32)
     y = rng.integers(0, classes, n)
     return x, y
 
@@ -175,7 +175,7 @@ def test_bad_configurations_are_reported():
 @pytest.mark.backend
 def test_labels_out_of_range_stop_training_with_a_clear_error():
     """TensorFlow's graph runs the check and names the fault; under JAX's jit no value exists to
-    check, the loss becomes NaN and fit stops on it (kdlib.losses._assert)."""
+    check, the loss becomes NaN and fit stops on it (kdlib._checks.assert_that)."""
     x, y = _data(32)
     y[3] = 9
     d = distill.Distiller(_net("student"), _net("teacher"), temperature=2.0, alpha=0.5)
@@ -264,7 +264,7 @@ def run(parallel):
     d = distill.Distiller(student, teacher, temperature=2.0, alpha=0.7)
     d.compile(keras.optimizers.SGD(0.1))
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(128, 6)).astype("float32"); y = rng.integers(0, 4, 128)
+    x = rng.uniform(size=(128, 6)).astype("float32"); y = rng.integers(0, 4, 128)
     return d.fit(Batches(x, y, 32), epochs=3, verbose=0).history["loss"]
 
 single = run(False)

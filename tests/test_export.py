@@ -116,7 +116,7 @@ def test_student_of_picks_the_student_and_refuses_other_things():
     assert ex.student_of(distill.Distiller(student, teacher)) is student
     assert ex.student_of(student) is student
     for bad in (None, "model.keras", np.zeros(3)):
-        with pytest.raises(ValueError, match="keras.Model or a kdlib Distiller"):
+        with pytest.raises(ValueError, match="keras.Model or a kdlib or Keras Distiller"):
             ex.student_of(bad)
 
 

@@ -575,6 +575,13 @@ def load(
     A banner says so, and the result's ``.name`` is the stand-in's, so records show what was
     used. A file that is present but fails its checksum is an error either way.
     """
+    if not isinstance(name, str):
+        raise ValueError(f"load needs a dataset name, one of {NAMES}; got {name!r}")
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"data_dir={str(data_dir)!r} is not a folder: give the folder that holds the "
+            "dataset (or leave data_dir out to search $KDLIB_DATA_DIR and the usual places)"
+        )
     for n in (name, standin):
         if n is not None and n not in NAMES:
             raise ValueError(f"unknown dataset {n!r}; choose one of {NAMES}")

@@ -21,9 +21,10 @@ import numpy as np
 def _images(x) -> tuple[np.ndarray, float]:
     """Check ``x`` and return it with the factor that scales it to [0, 1] floats.
 
-    Integer arrays are pixels in 0..255 (scaled by 1/255); float arrays are used as they are,
-    unless they hold whole numbers above 1: unscaled pixels stored as floats, an easy mistake
-    that would otherwise train on inputs 255 times too large.
+    Integer arrays are pixels in 0..255 (scaled by 1/255); float arrays must already be scaled
+    to [0, 1], as every model of the course expects: floats outside it (pixels stored as floats,
+    shifted or normalised images) would otherwise train on inputs unlike those the models are
+    evaluated and exported with.
     """
     x = np.asarray(x)
     if x.ndim < 2 or len(x) == 0:
@@ -38,10 +39,11 @@ def _images(x) -> tuple[np.ndarray, float]:
         raise ValueError(f"images must be integers (0..255) or floats, got dtype {x.dtype}")
     if not np.all(np.isfinite(x)):
         raise ValueError("images contain NaN or infinite values")
-    if x.max() > 1.0 and np.all(x == np.round(x)) and x.min() >= 0 and x.max() <= 255:
+    low, high = float(x.min()), float(x.max())
+    if low < 0.0 or high > 1.0:
         raise ValueError(
-            "these float images hold whole numbers up to 255: unscaled pixels. Pass them as "
-            "uint8 (Batches scales them) or divide them by 255 first"
+            f"float images must be scaled to [0, 1], got values {low:g}..{high:g}. Pass pixels "
+            "as uint8 (Batches scales them) or divide 0..255 floats by 255 first"
         )
     return x, 1.0
 
@@ -80,7 +82,7 @@ class Batches(keras.utils.PyDataset):
 
     Args:
         x: images, ``uint8`` (or other integers 0..255) NHWC, scaled to ``[0, 1]`` per batch;
-            float arrays are taken as already scaled.
+            float arrays must already be scaled to ``[0, 1]`` (others are refused).
         y: integer class labels.
         batch_size: samples per batch; the last batch may be smaller.
         shuffle: a new seeded random order every epoch (images, labels and logits together).

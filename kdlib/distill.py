@@ -84,6 +84,12 @@ def as_teachers(teacher) -> list[keras.Model]:
     for t in teachers:
         if not isinstance(t, keras.Model):
             raise ValueError(f"a teacher must be a keras.Model, got {type(t).__name__}")
+    classes = [t.output.shape[-1] for t in teachers]
+    if len(set(classes)) > 1:
+        raise ValueError(
+            f"teachers have {', '.join(map(str, classes))} classes: an ensemble needs one "
+            "class count"
+        )
     return teachers
 
 

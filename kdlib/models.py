@@ -131,6 +131,10 @@ def densenet(
     if stem not in ("imagenet", "small"):
         raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}")
     inputs, x = _inputs(input_shape, augment)
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
+    ):
+        raise ValueError(f"image_size must be a positive whole number or None, got {image_size!r}")
     if image_size is not None and tuple(input_shape[:2]) != (image_size, image_size):
         x = layers.Resizing(image_size, image_size, name="resize")(x)  # on the device, per batch
     if stem == "imagenet":

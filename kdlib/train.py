@@ -190,13 +190,36 @@ def _restore(model: keras.Model, folder: Path, data: Batches) -> tuple[int, dict
     progress = folder / "progress.json"
     if not progress.exists():
         return 0, {}, 0.0
-    state = json.loads(progress.read_text())
+    try:
+        state = json.loads(progress.read_text())
+        state = {key: state[key] for key in ("epoch", "weights", "history", "seconds")}
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"{progress} is incomplete or not a run's progress ({err}): delete {folder} to "
+            "start this run afresh, or run it without --resume"
+        ) from None
     if not model.built:  # a Distiller is built by its first call
         model(data[0][0])
     _build_optimizer(model)  # its variables exist before loading
     model.load_weights(folder / state["weights"])
     print(f"resumed after epoch {state['epoch']} from {folder.name}", flush=True)
     return int(state["epoch"]), state["history"], float(state["seconds"])
+
+
+def _check_labels(model: keras.Model, splits: dict[str, Batches]) -> None:
+    """Every split's labels are classes of ``model`` (a Distiller: of its student), before a
+    step is spent: an out-of-range label would fail only after the first epoch."""
+    outputs = getattr(getattr(model, "student", model), "outputs", None)
+    if not outputs:  # a subclassed model has no symbolic output to read the classes from
+        return
+    classes = outputs[0].shape[-1]
+    for split, batches in splits.items():
+        y = np.asarray(getattr(batches, "y", ()))
+        if y.size and (y.min() < 0 or y.max() >= classes):
+            raise ValueError(
+                f"the {split} labels run from {y.min()} to {y.max()}, but the model has "
+                f"{classes} classes (labels 0 to {classes - 1})"
+            )
 
 
 def fit(
@@ -240,6 +263,7 @@ def fit(
         isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1
     ):
         raise ValueError(f"patience must be a positive integer or None, got {patience!r}")
+    _check_labels(model, {"training": train_data, "validation": val_data})
     stop = []  # with a checkpoint the best weights are its file; patience needs its own callback
     if checkpoint is not None:
         checkpoint = Path(checkpoint)

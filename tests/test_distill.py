@@ -174,15 +174,19 @@ def test_bad_configurations_are_reported():
 
 @pytest.mark.backend
 def test_labels_out_of_range_stop_training_with_a_clear_error():
-    """TensorFlow's graph runs the check and names the fault; under JAX's jit no value exists to
-    check, the loss becomes NaN and fit stops on it (kdlib._checks.assert_that)."""
+    """fit reads the labels of both splits before a step; inside a step, TensorFlow's graph runs
+    the check and names the fault, and under JAX's jit, where no value exists to check, the
+    loss becomes NaN and fit stops on it (kdlib._checks.assert_that)."""
     x, y = _data(32)
     y[3] = 9
     d = distill.Distiller(_net("student"), _net("teacher"), temperature=2.0, alpha=0.5)
     d.compile("adam")
+    with pytest.raises(ValueError, match="training labels run from 0 to 9, but the model has 4"):
+        train.fit(d, Batches(x, y, 8), Batches(x, y % 4, 8), epochs=1)
+    stop = [keras.callbacks.TerminateOnNaN(raise_error=True)]  # as train.fit has it
     expected = "labels out of range" if keras.backend.backend() == "tensorflow" else "NaN or Inf"
     with pytest.raises(Exception, match=expected):
-        train.fit(d, Batches(x, y, 8), Batches(x, y % 4, 8), epochs=1)
+        d.fit(Batches(x, y, 8), epochs=1, verbose=0, callbacks=stop)
 
 
 def test_hint_stage_trains_the_guided_layers_toward_the_hint():

@@ -396,8 +396,6 @@ def test_a_refused_write_names_the_target_and_what_is_in_its_way(tmp_path):
 # Each fails today and is marked so; the fix it needs (in kdlib/distill.py, kdlib/train.py,
 # kdlib/models.py) is described in issue 37's report. Remove the mark with the fix.
 
-LEADS_FILE = "needs the fix in {} described in issue 37's report"
-
 
 def _classifier(classes):
     import keras
@@ -408,7 +406,6 @@ def _classifier(classes):
     return model
 
 
-@pytest.mark.xfail(strict=True, reason=LEADS_FILE.format("kdlib/distill.py"))
 def test_an_ensemble_of_teachers_with_different_class_counts_is_refused_before_any_runs(
     monkeypatch,
 ):
@@ -421,7 +418,6 @@ def test_an_ensemble_of_teachers_with_different_class_counts_is_refused_before_a
         distill.predict_logits(teachers, rng.uniform(size=(8, 6)).astype(np.float32))
 
 
-@pytest.mark.xfail(strict=True, reason=LEADS_FILE.format("kdlib/train.py"))
 def test_validation_labels_out_of_range_are_refused_before_training():
     from kdlib import data, train
 
@@ -434,7 +430,6 @@ def test_validation_labels_out_of_range_are_refused_before_training():
     assert int(model.optimizer.iterations) == 0  # not one step was spent
 
 
-@pytest.mark.xfail(strict=True, reason=LEADS_FILE.format("kdlib/train.py"))
 def test_a_truncated_progress_file_names_itself_and_how_to_go_on(tmp_path):
     from kdlib import data, train
 
@@ -447,7 +442,6 @@ def test_a_truncated_progress_file_names_itself_and_how_to_go_on(tmp_path):
         train.fit(_classifier(4), batches, batches, 1, backup=backup)
 
 
-@pytest.mark.xfail(strict=True, reason=LEADS_FILE.format("kdlib/models.py"))
 @pytest.mark.parametrize("size", [0, -32, 2.5])
 def test_densenet_refuses_an_image_size_that_is_not_a_positive_whole_number(size):
     from kdlib import models

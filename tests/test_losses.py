@@ -140,7 +140,9 @@ def test_soft_gradient_without_t2_scaling_is_smaller_by_T2():
     without = losses.logit_gradient(
         lambda v: losses.soft_loss(v, t, temperature=5.0, t2_scaling=False), s
     )
-    np.testing.assert_allclose(with_t2, 25.0 * without, rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(
+        with_t2, 25.0 * without, rtol=1e-4, atol=1e-7
+    )  # float32: 1e-8 is below its step here
 
 
 def test_high_temperature_limit_is_logit_matching():

@@ -154,20 +154,16 @@ FIGURES = {
 # --------------------------------------------------------------------------- tables
 
 
-def _trio(teacher: str, teacher_accuracy: float, alone, distilled, student="student", verdict=None):
-    """Teacher, student alone and student distilled, with the paired test's verdict (or the
-    ``verdict`` its run recorded, where that comparison was one of a family)."""
+def _trio(teacher: str, teacher_accuracy: float, alone, distilled):
+    """A full run of notebook 00: teacher, student alone and student distilled, with the paired
+    test's verdict."""
     return [
         {"model": teacher, "test accuracy": f"{teacher_accuracy:.4f}", "beyond noise?": ""},
+        {"model": "student alone", "test accuracy": results.mean_std(alone), "beyond noise?": ""},
         {
-            "model": f"{student} alone",
-            "test accuracy": results.mean_std(alone),
-            "beyond noise?": "",
-        },
-        {
-            "model": f"{student} distilled",
+            "model": "student distilled",
             "test accuracy": results.mean_std(distilled),
-            "beyond noise?": verdict or _verdict(distilled, alone),
+            "beyond noise?": _verdict(distilled, alone),
         },
     ]
 

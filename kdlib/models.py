@@ -294,7 +294,11 @@ def plain_cnn(
 ) -> keras.Model:
     """Mirzadeh et al.'s (TAKD) plain CNNs of depth 2, 4, 6, 8 or 10: 3x3 convolutions (pad 1)
     each followed by BatchNorm and ReLU, a 2x2 max-pool after each stage, then the dense
-    layers and the logits."""
+    layers and the logits.
+
+    BatchNorm's moving averages use momentum 0.9: a student of a few thousand images takes some
+    30 steps an epoch, and at Keras's 0.99 its first epochs are validated with statistics still
+    near their start, so an early epoch can validate better than the next few and stop it."""
     if depth not in PLAIN_CNNS:
         raise ValueError(f"depth must be one of {sorted(PLAIN_CNNS)}, got {depth!r}")
     stages, hidden = PLAIN_CNNS[depth]
@@ -302,7 +306,7 @@ def plain_cnn(
     for stage in stages:
         for filters in stage:
             x = layers.Conv2D(_w(filters, width), 3, padding="same", use_bias=False)(x)
-            x = layers.ReLU()(layers.BatchNormalization()(x))
+            x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))
         x = layers.MaxPooling2D(2, padding="same")(x)
     x = layers.Flatten()(x)
     for units in hidden:

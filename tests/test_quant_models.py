@@ -258,3 +258,19 @@ def test_plain_cnn_depths_and_widths():
     assert n_convs == [2, 4, 6, 8, 10]
     with pytest.raises(ValueError, match="depth must be one of"):
         models.plain_cnn(3)
+
+
+def test_plain_cnn_batchnorm_forgets_its_start_within_a_few_epochs_of_a_small_student():
+    # notebook 04's students take about 30 steps an epoch: after 100 steps the moving variance
+    # must be the batches' own, not its start of 1 (at momentum 0.99 it would keep 37 % of it)
+    model = models.plain_cnn(2, (28, 28, 1))
+    first = next(
+        layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+    )
+    conv = keras.Model(model.input, first.input)
+    x = np.random.default_rng(0).uniform(0, 1, (64, 28, 28, 1)).astype("float32")
+    batch_var = np.asarray(conv(x)).var(axis=(0, 1, 2))
+    for _ in range(100):
+        model(x, training=True)
+    moving = np.asarray(first.moving_variance)
+    np.testing.assert_allclose(moving, batch_var, rtol=0.1, atol=0.05 * batch_var.max())

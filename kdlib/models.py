@@ -89,6 +89,12 @@ def mlp(
 # --------------------------------------------------------------------------- DenseNet-BC
 
 
+# BatchNorm momentum of the networks the course trains for a few hundred steps (FitNets, plain
+# CNNs, the SVHN CNN): their moving statistics forget their start (variance 1) within an epoch or
+# two, where Keras's 0.99 remembers it for hundreds of steps.
+SHORT_RUN_MOMENTUM = 0.9
+
+
 def _bn_relu_conv(x, filters: int, kernel: int, momentum: float):
     x = layers.BatchNormalization(momentum=momentum)(x)
     x = layers.Activation("relu6")(x)
@@ -264,7 +270,7 @@ def fitnet(
                 _w(n, width), 3, padding="same", use_bias=not batch_norm, kernel_initializer=init
             )(x)
             if batch_norm:
-                x = layers.BatchNormalization(momentum=0.9)(x)
+                x = layers.BatchNormalization(momentum=SHORT_RUN_MOMENTUM)(x)
             x = layers.ReLU()(x)
         x = layers.MaxPooling2D(2, padding="same", name="guided" if stage == 1 else None)(x)
     x = layers.Flatten()(x)
@@ -306,7 +312,7 @@ def plain_cnn(
     for stage in stages:
         for filters in stage:
             x = layers.Conv2D(_w(filters, width), 3, padding="same", use_bias=False)(x)
-            x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))
+            x = layers.ReLU()(layers.BatchNormalization(momentum=SHORT_RUN_MOMENTUM)(x))
         x = layers.MaxPooling2D(2, padding="same")(x)
     x = layers.Flatten()(x)
     for units in hidden:
@@ -343,7 +349,7 @@ def svhn_cnn(
             )(x)
         else:
             x = layers.Conv2D(_w(filters, width), 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization(momentum=0.9)(
+        x = layers.BatchNormalization(momentum=SHORT_RUN_MOMENTUM)(
             x
         )  # 0.99 lags far behind in a few hundred steps
         if quantized and activation_bits:

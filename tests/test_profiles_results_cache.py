@@ -134,7 +134,7 @@ def test_budgets_that_leave_no_room_are_refused_before_any_work():
         profiles.get(
             "04_teacher_assistant_cifar10", "cpu", assistant_depth=6, teacher_depths=[4, 8]
         )
-    assert profiles.get("04_teacher_assistant_cifar10", "full", assistant_depth=6).assistant_depth
+    assert profiles.get("04_teacher_assistant_cifar10", "cpu", assistant_depth=6).assistant_depth
     with pytest.raises(
         ValueError,
         match="n_train=71,000 but svhn has 73,257 training images and n_val=2,500 leaves 70,757",

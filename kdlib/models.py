@@ -349,9 +349,7 @@ def svhn_cnn(
             )(x)
         else:
             x = layers.Conv2D(_w(filters, width), 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization(momentum=SHORT_RUN_MOMENTUM)(
-            x
-        )  # 0.99 lags far behind in a few hundred steps
+        x = layers.BatchNormalization(momentum=SHORT_RUN_MOMENTUM)(x)
         if quantized and activation_bits:
             return quant.QuantReLU(activation_bits)(x)
         return layers.ReLU()(x)
